@@ -1,0 +1,34 @@
+/* broker_context: what every worker thread may read about the broker it
+ * belongs to. Settings are written once before the workers start and only
+ * read afterwards; the two mutable parts are thread-safe by construction
+ * (the TLS holder has its own lock, the session count is atomic). */
+#ifndef NEBULA_BROKER_CONTEXT_H
+#define NEBULA_BROKER_CONTEXT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "tls.h"
+#include "ws_handshake.h"
+
+#define NEBULA_WS_PATH "/v1/sync"
+#define NEBULA_WS_SUBPROTOCOL "nebula-sync.v1"
+
+typedef struct broker_context {
+    /* Settings: immutable once workers run. */
+    uint64_t max_message_size;
+    uint32_t max_connections;
+    struct timeval idle_timeout;
+    struct timeval handshake_timeout;
+    struct timeval drain_timeout;
+    ws_handshake_policy handshake_policy;
+    bool tls_enabled;
+
+    tls_holder tls;                      /* valid when tls_enabled */
+    atomic_uint_fast32_t connections;    /* open connections, all workers, all phases */
+    atomic_uint_fast32_t sessions;       /* connections that completed the upgrade */
+} broker_context;
+
+#endif

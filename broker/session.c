@@ -1,0 +1,570 @@
+/* session: the per-connection state machine of the broker.
+ *
+ *   TLS_HANDSHAKE --(TLS done)--> HTTP_UPGRADE --(101 sent)--> OPEN
+ *   OPEN --(we send CLOSE: drain)--> CLOSE_SENT --(peer's CLOSE)--> FLUSHING
+ *   OPEN --(peer's CLOSE echoed, protocol error, HTTP error)--> FLUSHING
+ *   FLUSHING --(output written)--> freed;  any state --(EOF, error)--> freed
+ *
+ * Input is parsed straight out of the bufferevent's input evbuffer: a frame
+ * that arrived in one chunk is decoded, unmasked and handed on in place, so a
+ * single-frame message is never copied. Output goes to the bufferevent's
+ * output evbuffer; libevent writes it once per loop turn, so everything a
+ * session produces in one turn leaves in one write.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "nebula_sync.pb-c.h"
+#include "ws_frame.h"
+#include "ws_handshake.h"
+
+typedef enum session_state {
+    SESSION_TLS_HANDSHAKE,   /* waiting for the TLS handshake to finish */
+    SESSION_HTTP_UPGRADE,    /* collecting the HTTP upgrade request */
+    SESSION_OPEN,            /* WebSocket frames both ways */
+    SESSION_CLOSE_SENT,      /* we sent CLOSE; waiting for the peer's */
+    SESSION_FLUSHING,        /* last bytes queued; freed once written */
+} session_state;
+
+/* Output a peer may leave unread before it is treated as a dead slow reader
+ * and dropped: a few maximum-size messages. */
+#define SESSION_MIN_OUTPUT_CAP (4u << 20)
+
+/* Server messages up to this size are framed on the stack. */
+#define SESSION_SMALL_MESSAGE 512
+
+struct session {
+    session_host *host;
+    struct bufferevent *bev;
+    struct event *handshake_timer;   /* only until the upgrade is done */
+    struct evbuffer *fragments;      /* payload of an open fragmented message */
+    session *prev, *next;            /* host->sessions list */
+    ws_reader reader;
+    uint64_t number;
+    session_state state;
+    bool upgraded;                   /* counted in broker->sessions */
+    bool hello_done;
+    bool ping_outstanding;           /* a server ping is unanswered */
+};
+
+static void session_free(session *s);
+
+session *session_next(const session *s)
+{
+    return s->next;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static struct evbuffer *session_output(session *s)
+{
+    return bufferevent_get_output(s->bev);
+}
+
+static void count_output(session *s, size_t bytes, uint64_t frames)
+{
+    metric_add(&s->host->metrics->bytes_out, bytes);
+    metric_add(&s->host->metrics->frames_out, frames);
+}
+
+/* Queues one unmasked, final frame (header and payload in one chain). */
+static void send_frame(session *s, uint8_t opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t small[WS_MAX_HEADER_LEN + SESSION_SMALL_MESSAGE];
+    uint8_t *frame = len <= SESSION_SMALL_MESSAGE ? small : malloc(WS_MAX_HEADER_LEN + len);
+    if (!frame) {
+        log_error("session %" PRIx64 ": out of memory framing %zu bytes", s->number, len);
+        return;
+    }
+    size_t header = ws_frame_header_write(frame, opcode, true, len, NULL);
+    if (len)
+        memcpy(frame + header, payload, len);
+    evbuffer_add(session_output(s), frame, header + len);
+    if (frame != small)
+        free(frame);
+    count_output(s, header + len, 1);
+}
+
+static void send_close_frame(session *s, uint16_t code, const char *reason)
+{
+    uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
+    size_t len = ws_close_payload_write(payload, code, reason);
+    send_frame(s, WS_OP_CLOSE, payload, len);
+}
+
+static void send_server_message(session *s, const Nebula__Sync__V1__ServerMessage *message)
+{
+    size_t len = nebula__sync__v1__server_message__get_packed_size(message);
+    uint8_t small[SESSION_SMALL_MESSAGE];
+    uint8_t *packed = len <= sizeof small ? small : malloc(len);
+    if (!packed) {
+        log_error("session %" PRIx64 ": out of memory encoding %zu bytes", s->number, len);
+        return;
+    }
+    nebula__sync__v1__server_message__pack(message, packed);
+    send_frame(s, WS_OP_BINARY, packed, len);
+    if (packed != small)
+        free(packed);
+}
+
+static void send_error(session *s, Nebula__Sync__V1__ErrorCode code, const char *text)
+{
+    Nebula__Sync__V1__Error error = NEBULA__SYNC__V1__ERROR__INIT;
+    error.code = code;
+    error.message = (char *)text;
+    Nebula__Sync__V1__ServerMessage message = NEBULA__SYNC__V1__SERVER_MESSAGE__INIT;
+    message.message_case = NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_ERROR;
+    message.error = &error;
+    send_server_message(s, &message);
+}
+
+/* ---- ending a session ---------------------------------------------------- */
+
+/* Stops reading; the session is freed once what is queued has been written
+ * (on_written), or at the end of the current callback if nothing is queued
+ * (free_if_flushed). Never frees here, so callers may still touch s. */
+static void finish_after_flush(session *s)
+{
+    s->state = SESSION_FLUSHING;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
+/* Called last by every callback that may have called finish_after_flush(). */
+static void free_if_flushed(session *s)
+{
+    if (s->state == SESSION_FLUSHING && evbuffer_get_length(session_output(s)) == 0)
+        session_free(s);
+}
+
+/* RFC 6455 7.1.7 "Fail the WebSocket Connection": send CLOSE with the code,
+ * then close TCP without waiting for the peer's CLOSE. */
+static void fail_session(session *s, uint16_t code, const char *reason)
+{
+    log_debug("session %" PRIx64 ": closing with %u (%s)", s->number, code, reason);
+    send_close_frame(s, code, reason);
+    finish_after_flush(s);
+}
+
+static void session_free(session *s)
+{
+    session_host *host = s->host;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        host->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (s->upgraded)
+        atomic_fetch_sub_explicit(&host->broker->sessions, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&host->broker->connections, 1, memory_order_relaxed);
+    metric_sub(&host->metrics->connections_open, 1);
+    if (s->handshake_timer)
+        event_free(s->handshake_timer);
+    if (s->fragments)
+        evbuffer_free(s->fragments);
+    bufferevent_free(s->bev);   /* closes the socket (and frees the SSL) */
+    free(s);
+    host->on_session_freed(host);
+}
+
+void session_destroy(session *s)
+{
+    session_free(s);
+}
+
+void session_go_away(session *s)
+{
+    switch (s->state) {
+    case SESSION_TLS_HANDSHAKE:
+    case SESSION_HTTP_UPGRADE:
+        session_free(s);
+        break;
+    case SESSION_OPEN:
+        send_close_frame(s, WS_CLOSE_GOING_AWAY, "server shutting down");
+        s->state = SESSION_CLOSE_SENT;
+        break;
+    case SESSION_CLOSE_SENT:
+    case SESSION_FLUSHING:
+        break;
+    }
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static void answer_hello(session *s)
+{
+    if (s->hello_done) {
+        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_ALREADY_HELLO,
+                   "Hello was already accepted on this session");
+        return;
+    }
+    s->hello_done = true;
+    const broker_context *broker = s->host->broker;
+    char session_id[32];
+    snprintf(session_id, sizeof session_id, "%08" PRIx32 "-%" PRIx64, s->host->session_id_prefix,
+             s->number);
+    Nebula__Sync__V1__Limits limits = NEBULA__SYNC__V1__LIMITS__INIT;
+    limits.max_message_size = (uint32_t)broker->max_message_size;
+    Nebula__Sync__V1__Welcome welcome = NEBULA__SYNC__V1__WELCOME__INIT;
+    welcome.session_id = session_id;
+    welcome.tenant = "default";
+    welcome.server_time_ms = now_ms();
+    welcome.heartbeat_interval_ms = (uint32_t)(broker->idle_timeout.tv_sec * 1000 +
+                                               broker->idle_timeout.tv_usec / 1000);
+    welcome.limits = &limits;
+    welcome.server_version = NEBULA_VERSION;
+    Nebula__Sync__V1__ServerMessage message = NEBULA__SYNC__V1__SERVER_MESSAGE__INIT;
+    message.message_case = NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_WELCOME;
+    message.welcome = &welcome;
+    send_server_message(s, &message);
+}
+
+static void handle_binary_message(session *s, const uint8_t *data, size_t len)
+{
+    Nebula__Sync__V1__ClientMessage *message =
+        nebula__sync__v1__client_message__unpack(NULL, len, data);
+    if (!message) {
+        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_INVALID_MESSAGE,
+                   "binary message is not a valid ClientMessage protobuf");
+        return;
+    }
+    switch (message->message_case) {
+    case NEBULA__SYNC__V1__CLIENT_MESSAGE__MESSAGE_HELLO:
+        answer_hello(s);
+        break;
+    default:
+        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                   "ClientMessage carries no message this server handles");
+        break;
+    }
+    nebula__sync__v1__client_message__free_unpacked(message, NULL);
+}
+
+static void handle_message(session *s, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    if (opcode == WS_OP_TEXT)
+        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                   "text messages are not part of nebula-sync.v1; send binary protobuf");
+    else
+        handle_binary_message(s, data, len);
+}
+
+/* ---- frames -------------------------------------------------------------- */
+
+static void handle_data_frame(session *s, const ws_frame *f)
+{
+    if (s->state != SESSION_OPEN)
+        return;   /* RFC 6455 5.5.1: data after our CLOSE may be discarded */
+    if (f->message_begins && f->message_ends) {
+        handle_message(s, f->message_opcode, f->payload, f->payload_len);
+        return;
+    }
+    if (!s->fragments && !(s->fragments = evbuffer_new())) {
+        fail_session(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    evbuffer_add(s->fragments, f->payload, f->payload_len);
+    if (!f->message_ends)
+        return;
+    size_t len = evbuffer_get_length(s->fragments);
+    const uint8_t *message = evbuffer_pullup(s->fragments, -1);
+    handle_message(s, f->message_opcode, message, len);
+    /* Idle sessions should not keep a buffer around. */
+    evbuffer_free(s->fragments);
+    s->fragments = NULL;
+}
+
+static void handle_close_frame(session *s, const ws_frame *f)
+{
+    if (s->state == SESSION_OPEN) {
+        /* RFC 6455 5.5.1: answer with a CLOSE echoing the status code. */
+        if (f->peer_close_code == WS_CLOSE_NO_STATUS)
+            send_frame(s, WS_OP_CLOSE, NULL, 0);
+        else
+            send_close_frame(s, f->peer_close_code, "");
+    }
+    finish_after_flush(s);
+}
+
+static void handle_frame(session *s, const ws_frame *f)
+{
+    switch (f->opcode) {
+    case WS_OP_PING:
+        if (s->state == SESSION_OPEN)
+            send_frame(s, WS_OP_PONG, f->payload, f->payload_len);
+        break;
+    case WS_OP_PONG:
+        break;   /* liveness already noted; unsolicited pongs are ignored */
+    case WS_OP_CLOSE:
+        handle_close_frame(s, f);
+        break;
+    default:
+        handle_data_frame(s, f);
+        break;
+    }
+}
+
+/* Decodes the next frame at the front of input, pulling up (making
+ * contiguous) only as many bytes as the codec asks for. */
+static ws_read_status next_frame(session *s, struct evbuffer *input, ws_frame *f)
+{
+    size_t available = evbuffer_get_length(input);
+    size_t want = available < WS_MAX_HEADER_LEN ? available : WS_MAX_HEADER_LEN;
+    for (;;) {
+        uint8_t *bytes = evbuffer_pullup(input, (ev_ssize_t)want);
+        ws_read_status status = ws_reader_next(&s->reader, bytes, want, f);
+        if (status != WS_READ_NEED_MORE || f->need > available)
+            return status;
+        want = f->need;
+    }
+}
+
+static bool output_overloaded(session *s)
+{
+    size_t cap = s->host->broker->max_message_size * 4;
+    if (cap < SESSION_MIN_OUTPUT_CAP)
+        cap = SESSION_MIN_OUTPUT_CAP;
+    return evbuffer_get_length(session_output(s)) > cap;
+}
+
+static void read_frames(session *s, struct evbuffer *input)
+{
+    while ((s->state == SESSION_OPEN || s->state == SESSION_CLOSE_SENT) &&
+           evbuffer_get_length(input) > 0) {
+        ws_frame f;
+        ws_read_status status = next_frame(s, input, &f);
+        if (status == WS_READ_NEED_MORE)
+            return;
+        if (status == WS_READ_FAIL) {
+            fail_session(s, f.close_code, f.error);
+            return;
+        }
+        metric_add(&s->host->metrics->frames_in, 1);
+        metric_add(&s->host->metrics->bytes_in, f.frame_len);
+        handle_frame(s, &f);
+        if (s->state == SESSION_FLUSHING)
+            return;   /* input after a CLOSE is not read (RFC 6455 5.5.1) */
+        evbuffer_drain(input, f.frame_len);
+        if (output_overloaded(s)) {
+            log_info("session %" PRIx64 ": dropping a peer that does not read its output",
+                     s->number);
+            evbuffer_drain(session_output(s), evbuffer_get_length(session_output(s)));
+            finish_after_flush(s);
+            return;
+        }
+    }
+}
+
+/* ---- HTTP upgrade -------------------------------------------------------- */
+
+static void complete_upgrade(session *s)
+{
+    event_free(s->handshake_timer);
+    s->handshake_timer = NULL;
+    s->state = SESSION_OPEN;
+    s->upgraded = true;
+    atomic_fetch_add_explicit(&s->host->broker->sessions, 1, memory_order_relaxed);
+    ws_reader_init(&s->reader, WS_ROLE_SERVER, s->host->broker->max_message_size);
+    /* Silence on the read side for idle_timeout triggers a ping; a write that
+     * makes no progress for that long means the peer is gone. */
+    bufferevent_set_timeouts(s->bev, s->host->idle_timeout, s->host->idle_timeout);
+}
+
+static void read_upgrade_request(session *s, struct evbuffer *input)
+{
+    size_t available = evbuffer_get_length(input);
+    size_t len = available < WS_HANDSHAKE_MAX_REQUEST ? available : WS_HANDSHAKE_MAX_REQUEST;
+    const char *request = (const char *)evbuffer_pullup(input, (ev_ssize_t)len);
+    ws_handshake_result result;
+    ws_handshake_evaluate(request, len, &s->host->broker->handshake_policy, &result);
+    if (result.status == 0)
+        return;
+
+    char response[1024];
+    size_t response_len = ws_handshake_response_write(&result, NEBULA_WS_SUBPROTOCOL, response,
+                                                      sizeof response);
+    evbuffer_add(session_output(s), response, response_len);
+    metric_add(&s->host->metrics->bytes_out, response_len);
+    if (result.status != 101) {
+        log_debug("session %" PRIx64 ": upgrade refused with %d (%s)", s->number, result.status,
+                  result.reason);
+        metric_add(&s->host->metrics->handshake_failures[handshake_failure_from_status(result.status)], 1);
+        finish_after_flush(s);
+        return;
+    }
+    metric_add(&s->host->metrics->bytes_in, result.request_len);
+    evbuffer_drain(input, result.request_len);
+    complete_upgrade(s);
+}
+
+/* ---- bufferevent callbacks ----------------------------------------------- */
+
+static void on_readable(struct bufferevent *bev, void *arg)
+{
+    session *s = arg;
+    struct evbuffer *input = bufferevent_get_input(bev);
+    s->ping_outstanding = false;   /* any byte proves the peer alive */
+    if (s->state == SESSION_HTTP_UPGRADE)
+        read_upgrade_request(s, input);
+    /* Frames may follow the upgrade request in the same packet. */
+    read_frames(s, input);
+    free_if_flushed(s);
+}
+
+static void on_written(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    session *s = arg;
+    if (s->state == SESSION_FLUSHING)
+        session_free(s);
+}
+
+static void on_idle_timeout(session *s)
+{
+    if (s->state != SESSION_OPEN) {
+        session_free(s);   /* a CLOSE went unanswered */
+        return;
+    }
+    if (s->ping_outstanding) {
+        fail_session(s, WS_CLOSE_GOING_AWAY, "idle timeout");
+        free_if_flushed(s);
+        return;
+    }
+    s->ping_outstanding = true;
+    send_frame(s, WS_OP_PING, (const uint8_t *)"nebula", 6);
+    bufferevent_enable(s->bev, EV_READ);   /* the timeout disabled reading */
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        metric_add(&s->host->metrics->tls_handshakes, 1);
+        s->state = SESSION_HTTP_UPGRADE;
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        on_idle_timeout(s);
+        return;
+    }
+    if (s->state == SESSION_TLS_HANDSHAKE && (what & BEV_EVENT_ERROR))
+        metric_add(&s->host->metrics->handshake_failures[HANDSHAKE_FAIL_TLS], 1);
+    session_free(s);   /* EOF, error, or a write that stalled */
+}
+
+static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session *s = arg;
+    log_debug("session %" PRIx64 ": handshake not finished in time", s->number);
+    metric_add(&s->host->metrics->handshake_failures[HANDSHAKE_FAIL_TIMEOUT], 1);
+    session_free(s);
+}
+
+/* ---- accepting ------------------------------------------------------------ */
+
+static bool reserve_connection_slot(session_host *host)
+{
+    uint32_t limit = host->broker->max_connections;
+    uint_fast32_t open = atomic_fetch_add_explicit(&host->broker->connections, 1,
+                                                   memory_order_relaxed);
+    if (open < limit)
+        return true;
+    atomic_fetch_sub_explicit(&host->broker->connections, 1, memory_order_relaxed);
+    return false;
+}
+
+static void refuse_connection(session_host *host, evutil_socket_t fd)
+{
+    static const char busy[] =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 32\r\nConnection: close\r\n\r\n"
+        "server at its connection limit\r\n";
+    /* Best effort: a fresh socket's send buffer always has room for this. */
+    if (!host->broker->tls_enabled && send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL) < 0)
+        log_debug("could not tell a refused peer why: %s", strerror(errno));
+    metric_add(&host->metrics->connections_rejected, 1);
+    evutil_closesocket(fd);
+}
+
+static struct bufferevent *open_bufferevent(session_host *host, evutil_socket_t fd)
+{
+    if (!host->broker->tls_enabled)
+        return bufferevent_socket_new(host->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = tls_holder_new_ssl(&host->broker->tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        host->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Peers that drop TCP without close_notify are common; not an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+bool session_accept(session_host *host, evutil_socket_t fd)
+{
+    if (!reserve_connection_slot(host)) {
+        refuse_connection(host, fd);
+        return false;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* we batch ourselves */
+    session *s = calloc(1, sizeof *s);
+    struct bufferevent *bev = s ? open_bufferevent(host, fd) : NULL;
+    if (!bev) {
+        log_error("cannot set up a connection: out of memory");
+        free(s);
+        evutil_closesocket(fd);
+        atomic_fetch_sub_explicit(&host->broker->connections, 1, memory_order_relaxed);
+        return false;
+    }
+    s->host = host;
+    s->bev = bev;
+    s->number = ++host->next_session_number;
+    s->state = host->broker->tls_enabled ? SESSION_TLS_HANDSHAKE : SESSION_HTTP_UPGRADE;
+    s->next = host->sessions;
+    if (host->sessions)
+        host->sessions->prev = s;
+    host->sessions = s;
+    metric_add(&host->metrics->connections_accepted, 1);
+    metric_add(&host->metrics->connections_open, 1);
+
+    s->handshake_timer = evtimer_new(host->base, on_handshake_timeout, s);
+    if (!s->handshake_timer) {
+        session_free(s);
+        return false;
+    }
+    evtimer_add(s->handshake_timer, host->handshake_timeout);
+    bufferevent_setcb(bev, on_readable, on_written, on_event, s);
+    bufferevent_enable(bev, EV_READ);
+    return true;
+}

@@ -1,0 +1,53 @@
+/* session: one client connection, from TCP accept through TLS, the HTTP
+ * upgrade and WebSocket frames, to the close handshake.
+ *
+ * A session is an explicit state machine (see session_state in session.c)
+ * driven by its bufferevent's callbacks. Framing rules live in the pure
+ * codecs (ws_frame, ws_handshake); this module moves bytes between them and
+ * the socket and answers messages. Owner: the worker thread whose event base
+ * the session runs on; nothing here is touched by any other thread. */
+#ifndef NEBULA_SESSION_H
+#define NEBULA_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "broker_context.h"
+#include "metrics.h"
+
+struct event_base;
+typedef struct session session;
+
+/* What sessions need from the worker that owns them. Owner: that worker. */
+typedef struct session_host {
+    struct event_base *base;
+    broker_context *broker;
+    nebula_worker_metrics *metrics;
+    const struct timeval *idle_timeout;        /* common-timeout handles of base */
+    const struct timeval *handshake_timeout;
+    session *sessions;                         /* live sessions, for draining */
+    uint64_t next_session_number;
+    uint32_t session_id_prefix;                /* random per process */
+    int worker_index;
+    /* Called after a session was freed (the worker finishes a drain). */
+    void (*on_session_freed)(struct session_host *host);
+} session_host;
+
+/* Takes ownership of a connected, non-blocking socket. When the broker is at
+ * max_connections the peer is refused (HTTP 503 on plain listeners) and the
+ * socket closed. Returns false if the connection was not kept. */
+bool session_accept(session_host *host, evutil_socket_t fd);
+
+/* Graceful shutdown: an open session gets CLOSE 1001 and is waited for;
+ * one still handshaking is dropped. */
+void session_go_away(session *s);
+
+/* Drops the connection now (drain deadline, worker shutdown). */
+void session_destroy(session *s);
+
+/* The next session in the host's list (for iterating while destroying). */
+session *session_next(const session *s);
+
+#endif
