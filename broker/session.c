@@ -83,22 +83,43 @@ static void count_output(session *s, size_t bytes, uint64_t frames)
     metric_add(&s->host->metrics->frames_out, frames);
 }
 
-/* Queues one unmasked, final frame (header and payload in one chain). */
+/* Queues one unmasked, final frame whose payload is small enough that
+ * copying it beside its header beats a separate buffer chain. */
 static void send_frame(session *s, uint8_t opcode, const uint8_t *payload, size_t len)
 {
-    uint8_t small[WS_MAX_HEADER_LEN + SESSION_SMALL_MESSAGE];
-    uint8_t *frame = len <= SESSION_SMALL_MESSAGE ? small : malloc(WS_MAX_HEADER_LEN + len);
-    if (!frame) {
-        log_error("session %" PRIx64 ": out of memory framing %zu bytes", s->number, len);
+    uint8_t frame[WS_MAX_HEADER_LEN + SESSION_SMALL_MESSAGE];
+    if (len > SESSION_SMALL_MESSAGE) {
+        log_error("session %" PRIx64 ": %zu-byte frame is not small", s->number, len);
         return;
     }
     size_t header = ws_frame_header_write(frame, opcode, true, len, NULL);
     if (len)
         memcpy(frame + header, payload, len);
     evbuffer_add(session_output(s), frame, header + len);
-    if (frame != small)
-        free(frame);
     count_output(s, header + len, 1);
+}
+
+static void free_payload(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Queues a frame whose payload buffer is handed over without copying: the
+ * evbuffer references it and frees it once written. Takes ownership. */
+static void send_frame_owned(session *s, uint8_t opcode, uint8_t *payload, size_t len)
+{
+    uint8_t header[WS_MAX_HEADER_LEN];
+    size_t header_len = ws_frame_header_write(header, opcode, true, len, NULL);
+    struct evbuffer *out = session_output(s);
+    if (evbuffer_add(out, header, header_len) != 0 ||
+        evbuffer_add_reference(out, payload, len, free_payload, NULL) != 0) {
+        log_error("session %" PRIx64 ": cannot queue a %zu-byte frame", s->number, len);
+        free(payload);
+        return;
+    }
+    count_output(s, header_len + len, 1);
 }
 
 static void send_close_frame(session *s, uint16_t code, const char *reason)
@@ -111,16 +132,19 @@ static void send_close_frame(session *s, uint16_t code, const char *reason)
 static void send_server_message(session *s, const Nebula__Sync__V1__ServerMessage *message)
 {
     size_t len = nebula__sync__v1__server_message__get_packed_size(message);
-    uint8_t small[SESSION_SMALL_MESSAGE];
-    uint8_t *packed = len <= sizeof small ? small : malloc(len);
+    if (len <= SESSION_SMALL_MESSAGE) {
+        uint8_t packed[SESSION_SMALL_MESSAGE];
+        nebula__sync__v1__server_message__pack(message, packed);
+        send_frame(s, WS_OP_BINARY, packed, len);
+        return;
+    }
+    uint8_t *packed = malloc(len);
     if (!packed) {
         log_error("session %" PRIx64 ": out of memory encoding %zu bytes", s->number, len);
         return;
     }
     nebula__sync__v1__server_message__pack(message, packed);
-    send_frame(s, WS_OP_BINARY, packed, len);
-    if (packed != small)
-        free(packed);
+    send_frame_owned(s, WS_OP_BINARY, packed, len);
 }
 
 static void send_error(session *s, Nebula__Sync__V1__ErrorCode code, const char *text)
