@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -22,6 +23,8 @@
 #include "admin.h"
 #include "broker_context.h"
 #include "log.h"
+#include "memory_storage.h"
+#include "sync_hub.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
@@ -36,6 +39,11 @@ struct nebula_broker {
     char *tls_key_file;
     char **origins;
     size_t origin_count;
+    token_table *tokens;
+    bool owns_storage;
+    struct event *cleanup_timer;     /* retention: clear_events_before */
+    double retention_s;
+    struct timeval cleanup_interval;
 
     int worker_count;
     worker **workers;
@@ -85,6 +93,10 @@ void nebula_broker_options_init(nebula_broker_options *opts)
     opts->drain_timeout_s = 10;
     opts->logging_enabled = true;
     opts->log_level = NEBULA_LOG_INFO;
+    opts->conflict_strategy = SYNC_LAST_WRITE_WINS;
+    opts->retention_s = 7 * 24 * 3600;
+    opts->cleanup_interval_s = 3600;
+    opts->ring_capacity = 4096;
 }
 
 static struct timeval seconds_to_timeval(double seconds)
@@ -130,9 +142,16 @@ static int validate_options(const nebula_broker_options *o, char *err, size_t er
         return fail_with(NEBULA_E_INVALID, err, err_len,
                          "max-message-size must be 1-4294967295 bytes");
     if (!valid_duration(o->idle_timeout_s) || !valid_duration(o->handshake_timeout_s) ||
-        !valid_duration(o->drain_timeout_s))
+        !valid_duration(o->drain_timeout_s) || !valid_duration(o->cleanup_interval_s))
         return fail_with(NEBULA_E_INVALID, err, err_len,
                          "timeouts must be more than 0 and at most 86400 seconds");
+    if (!isfinite(o->retention_s) || o->retention_s <= 0)
+        return fail_with(NEBULA_E_INVALID, err, err_len, "retention must be more than 0 seconds");
+    if (o->ring_capacity < 2 || (o->ring_capacity & (o->ring_capacity - 1)) != 0)
+        return fail_with(NEBULA_E_INVALID, err, err_len,
+                         "ring capacity must be a power of two, at least 2");
+    if (o->conflict_strategy > SYNC_CLIENT_WINS)
+        return fail_with(NEBULA_E_INVALID, err, err_len, "unknown conflict strategy");
     return NEBULA_OK;
 }
 
@@ -180,6 +199,52 @@ static void configure_context(nebula_broker *b, const nebula_broker_options *o)
     c->drain_timeout = seconds_to_timeval(o->drain_timeout_s);
     c->handshake_policy.path = NEBULA_WS_PATH;
     c->handshake_policy.subprotocol = NEBULA_WS_SUBPROTOCOL;
+    c->conflict_strategy = o->conflict_strategy;
+    b->retention_s = o->retention_s;
+    b->cleanup_interval = seconds_to_timeval(o->cleanup_interval_s);
+}
+
+static int configure_auth(nebula_broker *b, const nebula_broker_options *o, char *err,
+                          size_t err_len)
+{
+    broker_context *c = &b->context;
+    if (o->authenticate) {
+        c->auth_mode = BROKER_AUTH_CALLBACK;
+        c->authenticate = o->authenticate;
+        c->authenticate_data = o->authenticate_data;
+        return NEBULA_OK;
+    }
+    if (o->tokens_file) {
+        char reason[512];
+        b->tokens = token_table_load(o->tokens_file, reason, sizeof reason);
+        if (!b->tokens)
+            return fail_with(NEBULA_E_INVALID, err, err_len, "--tokens: %s", reason);
+        c->auth_mode = BROKER_AUTH_TOKENS;
+        c->tokens = b->tokens;
+        return NEBULA_OK;
+    }
+    c->auth_mode = BROKER_AUTH_NONE;
+    auth_grant_allow_all(&c->anonymous_grant, "default");
+    return NEBULA_OK;
+}
+
+static int setup_storage(nebula_broker *b, const nebula_broker_options *o, char *err,
+                         size_t err_len)
+{
+    broker_context *c = &b->context;
+    c->hub = sync_hub_create(o->workers, o->ring_capacity);
+    if (!c->hub)
+        return fail_with(NEBULA_E_SYSTEM, err, err_len, "out of memory");
+    if (o->storage) {
+        c->storage = o->storage;
+    } else {
+        c->storage = memory_storage_create(NULL);
+        b->owns_storage = true;
+        if (!c->storage)
+            return fail_with(NEBULA_E_SYSTEM, err, err_len, "cannot create the memory storage");
+    }
+    c->storage->ops->set_listener(c->storage->ctx, sync_hub_on_events, c->hub);
+    return NEBULA_OK;
 }
 
 static int parse_addresses(nebula_broker *b, const nebula_broker_options *o, char *err,
@@ -210,7 +275,9 @@ int nebula_broker_create(const nebula_broker_options *opts, nebula_broker **out,
     nebula_log_configure(opts->logging_enabled, opts->log_level);
     configure_context(b, opts);
     if ((status = parse_addresses(b, opts, err, err_len)) != NEBULA_OK ||
-        (status = load_tls(b, opts, err, err_len)) != NEBULA_OK)
+        (status = load_tls(b, opts, err, err_len)) != NEBULA_OK ||
+        (status = configure_auth(b, opts, err, err_len)) != NEBULA_OK ||
+        (status = setup_storage(b, opts, err, err_len)) != NEBULA_OK)
         goto fail;
     if (copy_origins(b, opts) != NEBULA_OK || !(b->base = event_base_new())) {
         status = fail_with(NEBULA_E_SYSTEM, err, err_len, "out of memory");
@@ -257,6 +324,38 @@ static void on_worker_done(evutil_socket_t fd, short what, void *arg)
         log_info("all workers stopped");
         event_base_loopexit(b->base, NULL);
     }
+}
+
+static void on_cleared(void *user_data, int status, uint64_t count)
+{
+    (void)user_data;
+    if (status != SYNC_STORAGE_OK)
+        log_warn("retention: clearing old events failed: %s", sync_storage_strerror(status));
+    else if (count)
+        log_info("retention: cleared %llu events", (unsigned long long)count);
+}
+
+/* The seed's retention: events older than retention_s, cleared every
+ * cleanup_interval. */
+static void on_cleanup_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    nebula_broker *b = arg;
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+    sync_storage *storage = b->context.storage;
+    storage->ops->clear_events_before(storage->ctx, now_ms - (int64_t)(b->retention_s * 1000),
+                                      on_cleared, NULL);
+}
+
+static int start_cleanup(nebula_broker *b, char *err, size_t err_len)
+{
+    b->cleanup_timer = event_new(b->base, -1, EV_PERSIST, on_cleanup_timer, b);
+    if (!b->cleanup_timer || event_add(b->cleanup_timer, &b->cleanup_interval) != 0)
+        return fail_with(NEBULA_E_SYSTEM, err, err_len, "cannot start the retention timer");
+    return NEBULA_OK;
 }
 
 static int open_listener(nebula_broker *b, char *err, size_t err_len)
@@ -322,7 +421,8 @@ int nebula_broker_start(nebula_broker *b, char *err, size_t err_len)
     int status;
     if ((status = start_workers(b, err, err_len)) != NEBULA_OK ||
         (status = open_listener(b, err, err_len)) != NEBULA_OK ||
-        (status = open_admin(b, err, err_len)) != NEBULA_OK)
+        (status = open_admin(b, err, err_len)) != NEBULA_OK ||
+        (status = start_cleanup(b, err, err_len)) != NEBULA_OK)
         return status;   /* nebula_broker_free() cleans up */
     b->accepting = true;
     log_info("ready: listen=%s://%s:%u admin=%s%s%s%u workers=%d",
@@ -342,6 +442,8 @@ void nebula_broker_stop(nebula_broker *b)
         evconnlistener_free(b->listener);
         b->listener = NULL;
     }
+    if (b->cleanup_timer)
+        event_del(b->cleanup_timer);
     log_info("draining %zu sessions (up to %.1f s)", nebula_broker_clients_count(b),
              (double)b->context.drain_timeout.tv_sec + b->context.drain_timeout.tv_usec / 1e6);
     for (int i = 0; i < b->worker_count; i++)
@@ -362,6 +464,11 @@ int nebula_broker_reload_tls(nebula_broker *b)
     tls_holder_replace(&b->context.tls, ctx);
     log_info("TLS certificate and key reloaded from %s", b->tls_cert_file);
     return NEBULA_OK;
+}
+
+sync_storage *nebula_broker_storage(nebula_broker *b)
+{
+    return b->context.storage;
 }
 
 size_t nebula_broker_clients_count(const nebula_broker *b)
@@ -412,6 +519,15 @@ void nebula_broker_free(nebula_broker *b)
         evconnlistener_free(b->listener);
     stop_workers(b);
     admin_server_free(b->admin);
+    if (b->cleanup_timer)
+        event_free(b->cleanup_timer);
+    if (b->context.storage) {
+        b->context.storage->ops->set_listener(b->context.storage->ctx, NULL, NULL);
+        if (b->owns_storage)
+            sync_storage_destroy(b->context.storage);
+    }
+    sync_hub_free(b->context.hub);
+    token_table_free(b->tokens);
     if (b->done_event)
         event_free(b->done_event);
     if (b->done_fd >= 0)

@@ -10,8 +10,22 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include "auth.h"
+#include "sync_storage.h"
 #include "tls.h"
 #include "ws_handshake.h"
+
+struct sync_hub;
+
+typedef enum broker_auth_mode {
+    BROKER_AUTH_NONE,       /* anonymous, one tenant, every collection */
+    BROKER_AUTH_TOKENS,     /* a token file */
+    BROKER_AUTH_CALLBACK,   /* the application's authenticate callback */
+} broker_auth_mode;
+
+/* Fills grant for token; false rejects. Called on worker threads. */
+typedef bool (*broker_authenticate_fn)(void *user_data, const char *token, const char *client_id,
+                                       auth_grant *grant);
 
 #define NEBULA_WS_PATH "/v1/sync"
 #define NEBULA_WS_SUBPROTOCOL "nebula-sync.v1"
@@ -25,6 +39,15 @@ typedef struct broker_context {
     struct timeval drain_timeout;
     ws_handshake_policy handshake_policy;
     bool tls_enabled;
+    sync_conflict_strategy conflict_strategy;
+    broker_auth_mode auth_mode;
+    auth_grant anonymous_grant;          /* BROKER_AUTH_NONE */
+    const token_table *tokens;           /* BROKER_AUTH_TOKENS */
+    broker_authenticate_fn authenticate; /* BROKER_AUTH_CALLBACK */
+    void *authenticate_data;
+
+    sync_storage *storage;               /* thread-safe by its contract */
+    struct sync_hub *hub;                /* thread-safe by its contract */
 
     tls_holder tls;                      /* valid when tls_enabled */
     atomic_uint_fast32_t connections;    /* open connections, all workers, all phases */

@@ -150,6 +150,49 @@ static bool set_origins(nebula_config *cfg, const char *v, char *err, size_t err
     return copy_value(cfg->origins, v, "origins", err, err_len);
 }
 
+static bool set_auth(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    if (strcmp(v, "none") != 0 && strcmp(v, "tokens") != 0)
+        return reject(err, err_len, "--auth: expected none or tokens, got '%s'", v);
+    strcpy(cfg->auth, v);
+    return true;
+}
+
+static bool set_tokens(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    return copy_value(cfg->tokens, v, "tokens", err, err_len);
+}
+
+static bool set_conflict_resolution(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    static const char *const names[] = {"last-write-wins", "server-wins", "client-wins"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            cfg->broker.conflict_strategy = (sync_conflict_strategy)i;
+            return true;
+        }
+    }
+    return reject(err, err_len,
+                  "--conflict-resolution: expected last-write-wins, server-wins or client-wins, "
+                  "got '%s'", v);
+}
+
+static bool set_retention(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    char *end;
+    errno = 0;
+    double seconds = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || !isfinite(seconds) || seconds <= 0)
+        return reject(err, err_len, "--retention: expected seconds (> 0), got '%s'", v);
+    cfg->broker.retention_s = seconds;
+    return true;
+}
+
+static bool set_cleanup_interval(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    return set_seconds(&cfg->broker.cleanup_interval_s, "cleanup-interval", v, err, err_len);
+}
+
 static bool set_log_level(nebula_config *cfg, const char *v, char *err, size_t err_len)
 {
     if (!nebula_log_level_parse(v, &cfg->broker.log_level))
@@ -189,6 +232,16 @@ static const option_spec options[] = {
     {"drain-timeout", "SECONDS", "on SIGTERM, wait this long for clients to close (default 10)",
      set_drain_timeout},
     {"origins", "LIST", "comma-separated allowed Origin values (default: any)", set_origins},
+    {"auth", "MODE", "none (anonymous, tenant 'default') or tokens (default: tokens if --tokens)",
+     set_auth},
+    {"tokens", "FILE", "token file: '<token> <tenant> read=<globs> write=<globs>' per line",
+     set_tokens},
+    {"conflict-resolution", "STRATEGY",
+     "last-write-wins (default), server-wins or client-wins", set_conflict_resolution},
+    {"retention", "SECONDS", "events older than this are cleared (default 604800: 7 days)",
+     set_retention},
+    {"cleanup-interval", "SECONDS", "how often old events are cleared (default 3600)",
+     set_cleanup_interval},
     {"log-level", "LEVEL", "debug, info, warn or error (default info)", set_log_level},
     {"log-enabled", "BOOL", "false silences all logging (default true)", set_log_enabled},
 };
@@ -429,6 +482,15 @@ static bool finish(nebula_config *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "--tls-cert and --tls-key must be given together");
         return false;
     }
+    if (strcmp(cfg->auth, "tokens") == 0 && !cfg->tokens[0]) {
+        snprintf(err, err_len, "--auth tokens needs --tokens FILE");
+        return false;
+    }
+    if (strcmp(cfg->auth, "none") == 0 && cfg->tokens[0]) {
+        snprintf(err, err_len, "--auth none contradicts --tokens; give one of them");
+        return false;
+    }
+    cfg->broker.tokens_file = cfg->tokens[0] ? cfg->tokens : NULL;
     return split_origins(cfg, err, err_len);
 }
 

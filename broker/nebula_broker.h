@@ -23,9 +23,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "log.h"
+#include "sync_storage.h"
 
 struct event_base;
+
+/* What a token may do: its tenant and the collections it may read and
+ * write (auth.h). */
+typedef auth_grant nebula_grant;
+
+/* The seed's authenticate(socket, token): fill grant (tenant, patterns) and
+ * return true to accept. Called on worker threads, possibly concurrently:
+ * must be thread-safe and must not block for long. */
+typedef bool (*nebula_authenticate_fn)(void *user_data, const char *token, const char *client_id,
+                                       nebula_grant *grant);
 
 typedef struct nebula_broker nebula_broker;
 
@@ -57,6 +69,23 @@ typedef struct nebula_broker_options {
     size_t allowed_origin_count;
     bool logging_enabled;                /* seed: logging.enabled; default true */
     nebula_log_level log_level;          /* seed: logging.level; default info */
+
+    /* Authentication (first that is set wins): the seed's authenticate
+     * callback; a token file (auth.h documents its format); else anonymous
+     * use in the tenant "default" with every collection readable and
+     * writable. */
+    nebula_authenticate_fn authenticate;
+    void *authenticate_data;
+    const char *tokens_file;
+
+    /* Seed: storage. NULL: a MemorySyncStorage with its defaults, owned by
+     * the broker. Otherwise borrowed: it must outlive the broker. */
+    sync_storage *storage;
+    sync_conflict_strategy conflict_strategy;   /* default last-write-wins */
+    double retention_s;                  /* events older than this are cleared; default 7 days */
+    double cleanup_interval_s;           /* how often; default 1 hour */
+    uint32_t ring_capacity;              /* events kept per collection for fan-out; power of
+                                            two; default 4096 */
 } nebula_broker_options;
 
 void nebula_broker_options_init(nebula_broker_options *opts);
@@ -82,6 +111,10 @@ void nebula_broker_stop(nebula_broker *broker);
 /* Reloads the TLS certificate and key from the same files; new connections
  * use them, open ones are untouched. Keeps the old ones on failure. */
 int nebula_broker_reload_tls(nebula_broker *broker);
+
+/* The storage in use: the seed's getStorage(). Owned by the broker unless
+ * it was given in the options. */
+sync_storage *nebula_broker_storage(nebula_broker *broker);
 
 /* Open WebSocket sessions (handshake done) over all workers: the seed's
  * getClientsCount(). Any thread. */

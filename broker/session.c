@@ -31,6 +31,8 @@
 
 #include "log.h"
 #include "nebula_sync.pb-c.h"
+#include "sync_session.h"
+#include "sync_wire.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
 
@@ -40,11 +42,18 @@ typedef enum session_state {
     SESSION_OPEN,            /* WebSocket frames both ways */
     SESSION_CLOSE_SENT,      /* we sent CLOSE; waiting for the peer's */
     SESSION_FLUSHING,        /* last bytes queued; freed once written */
+    SESSION_CLOSED,          /* connection gone; struct kept while held */
 } session_state;
 
 /* Output a peer may leave unread before it is treated as a dead slow reader
  * and dropped: a few maximum-size messages. */
 #define SESSION_MIN_OUTPUT_CAP (4u << 20)
+
+/* Past this much unsent output, subscriptions stop receiving live events
+ * and catch up from storage once the output has drained. */
+#define SESSION_OUTPUT_SOFT_CAP (1u << 20)
+
+#define SESSION_MAX_COLLECTION_NAME 128
 
 /* Server messages up to this size are framed on the stack. */
 #define SESSION_SMALL_MESSAGE 512
@@ -55,11 +64,12 @@ struct session {
     struct event *handshake_timer;   /* only until the upgrade is done */
     struct evbuffer *fragments;      /* payload of an open fragmented message */
     session *prev, *next;            /* host->sessions list */
+    sync_session *sync;              /* the sync protocol, once upgraded */
     ws_reader reader;
     uint64_t number;
+    uint32_t refs;                   /* 1 for the connection + pending storage calls */
     session_state state;
     bool upgraded;                   /* counted in broker->sessions */
-    bool hello_done;
     bool ping_outstanding;           /* a server ping is unanswered */
 };
 
@@ -72,7 +82,7 @@ session *session_next(const session *s)
 
 /* ---- output ------------------------------------------------------------ */
 
-static struct evbuffer *session_output(session *s)
+static struct evbuffer *session_output(const session *s)
 {
     return bufferevent_get_output(s->bev);
 }
@@ -122,6 +132,51 @@ static void send_frame_owned(session *s, uint8_t opcode, uint8_t *payload, size_
     count_output(s, header_len + len, 1);
 }
 
+/* One binary message carrying every given event the session did not push
+ * itself: header and prefix are written here, each event's pre-encoded
+ * bytes are referenced, never copied (sync_wire.h). */
+void session_send_events(session *s, const char *collection, shared_event *const *events,
+                         size_t count)
+{
+    if (s->state != SESSION_OPEN)
+        return;
+    uint64_t own = session_tag(s);
+    size_t event_bytes = 0, kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (events[i]->origin != own) {
+            event_bytes += events[i]->len;
+            kept++;
+        }
+    }
+    if (kept == 0)
+        return;
+    size_t collection_len = strlen(collection);
+    uint8_t prefix[SYNC_WIRE_PREFIX_MAX(SESSION_MAX_COLLECTION_NAME)];
+    if (collection_len > SESSION_MAX_COLLECTION_NAME)
+        return;
+    size_t prefix_len = sync_wire_events_prefix(prefix, collection, collection_len, event_bytes);
+    uint8_t header[WS_MAX_HEADER_LEN];
+    size_t header_len = ws_frame_header_write(header, WS_OP_BINARY, true, prefix_len + event_bytes,
+                                              NULL);
+    struct evbuffer *out = session_output(s);
+    evbuffer_add(out, header, header_len);
+    evbuffer_add(out, prefix, prefix_len);
+    for (size_t i = 0; i < count; i++) {
+        shared_event *ev = events[i];
+        if (ev->origin == own)
+            continue;
+        shared_event_ref(ev);
+        if (evbuffer_add_reference(out, ev->bytes, ev->len, shared_event_evbuffer_cleanup, ev) != 0)
+            shared_event_unref(ev);   /* libevent did not take it */
+    }
+    count_output(s, header_len + prefix_len + event_bytes, 1);
+}
+
+bool session_output_over_cap(const session *s)
+{
+    return s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > SESSION_OUTPUT_SOFT_CAP;
+}
+
 static void send_close_frame(session *s, uint16_t code, const char *reason)
 {
     uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
@@ -129,7 +184,7 @@ static void send_close_frame(session *s, uint16_t code, const char *reason)
     send_frame(s, WS_OP_CLOSE, payload, len);
 }
 
-static void send_server_message(session *s, const Nebula__Sync__V1__ServerMessage *message)
+void session_send_message(session *s, const Nebula__Sync__V1__ServerMessage *message)
 {
     size_t len = nebula__sync__v1__server_message__get_packed_size(message);
     if (len <= SESSION_SMALL_MESSAGE) {
@@ -147,15 +202,15 @@ static void send_server_message(session *s, const Nebula__Sync__V1__ServerMessag
     send_frame_owned(s, WS_OP_BINARY, packed, len);
 }
 
-static void send_error(session *s, Nebula__Sync__V1__ErrorCode code, const char *text)
+void session_send_error(session *s, int code, const char *text)
 {
     Nebula__Sync__V1__Error error = NEBULA__SYNC__V1__ERROR__INIT;
-    error.code = code;
+    error.code = (Nebula__Sync__V1__ErrorCode)code;
     error.message = (char *)text;
     Nebula__Sync__V1__ServerMessage message = NEBULA__SYNC__V1__SERVER_MESSAGE__INIT;
     message.message_case = NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_ERROR;
     message.error = &error;
-    send_server_message(s, &message);
+    session_send_message(s, &message);
 }
 
 /* ---- ending a session ---------------------------------------------------- */
@@ -178,13 +233,40 @@ static void free_if_flushed(session *s)
 
 /* RFC 6455 7.1.7 "Fail the WebSocket Connection": send CLOSE with the code,
  * then close TCP without waiting for the peer's CLOSE. */
-static void fail_session(session *s, uint16_t code, const char *reason)
+void session_fail(session *s, uint16_t code, const char *reason)
 {
+    if (s->state != SESSION_OPEN && s->state != SESSION_CLOSE_SENT)
+        return;
     log_debug("session %" PRIx64 ": closing with %u (%s)", s->number, code, reason);
     send_close_frame(s, code, reason);
     finish_after_flush(s);
 }
 
+void session_hold(session *s)
+{
+    s->refs++;
+}
+
+void session_release(session *s)
+{
+    if (--s->refs > 0)
+        return;
+    sync_session_free(s->sync);
+    free(s);
+}
+
+bool session_is_open(const session *s)
+{
+    return s->state == SESSION_OPEN;
+}
+
+uint64_t session_tag(const session *s)
+{
+    /* Unique per process: worker index above the per-worker number. */
+    return ((uint64_t)(s->host->worker_index + 1) << 48) | s->number;
+}
+
+/* Closes the connection; the struct lives on while storage calls hold it. */
 static void session_free(session *s)
 {
     session_host *host = s->host;
@@ -203,7 +285,13 @@ static void session_free(session *s)
     if (s->fragments)
         evbuffer_free(s->fragments);
     bufferevent_free(s->bev);   /* closes the socket (and frees the SSL) */
-    free(s);
+    s->handshake_timer = NULL;
+    s->fragments = NULL;
+    s->bev = NULL;
+    s->state = SESSION_CLOSED;
+    if (s->sync)
+        sync_session_detach(s->sync);
+    session_release(s);
     host->on_session_freed(host);
 }
 
@@ -225,6 +313,7 @@ void session_go_away(session *s)
         break;
     case SESSION_CLOSE_SENT:
     case SESSION_FLUSHING:
+    case SESSION_CLOSED:
         break;
     }
 }
@@ -238,14 +327,8 @@ static uint64_t now_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-static void answer_hello(session *s)
+void session_send_welcome(session *s, const char *tenant)
 {
-    if (s->hello_done) {
-        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_ALREADY_HELLO,
-                   "Hello was already accepted on this session");
-        return;
-    }
-    s->hello_done = true;
     const broker_context *broker = s->host->broker;
     char session_id[32];
     snprintf(session_id, sizeof session_id, "%08" PRIx32 "-%" PRIx64, s->host->session_id_prefix,
@@ -254,7 +337,7 @@ static void answer_hello(session *s)
     limits.max_message_size = (uint32_t)broker->max_message_size;
     Nebula__Sync__V1__Welcome welcome = NEBULA__SYNC__V1__WELCOME__INIT;
     welcome.session_id = session_id;
-    welcome.tenant = "default";
+    welcome.tenant = (char *)tenant;
     welcome.server_time_ms = now_ms();
     welcome.heartbeat_interval_ms = (uint32_t)(broker->idle_timeout.tv_sec * 1000 +
                                                broker->idle_timeout.tv_usec / 1000);
@@ -263,7 +346,7 @@ static void answer_hello(session *s)
     Nebula__Sync__V1__ServerMessage message = NEBULA__SYNC__V1__SERVER_MESSAGE__INIT;
     message.message_case = NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_WELCOME;
     message.welcome = &welcome;
-    send_server_message(s, &message);
+    session_send_message(s, &message);
 }
 
 static void handle_binary_message(session *s, const uint8_t *data, size_t len)
@@ -271,26 +354,18 @@ static void handle_binary_message(session *s, const uint8_t *data, size_t len)
     Nebula__Sync__V1__ClientMessage *message =
         nebula__sync__v1__client_message__unpack(NULL, len, data);
     if (!message) {
-        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_INVALID_MESSAGE,
+        session_send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_INVALID_MESSAGE,
                    "binary message is not a valid ClientMessage protobuf");
         return;
     }
-    switch (message->message_case) {
-    case NEBULA__SYNC__V1__CLIENT_MESSAGE__MESSAGE_HELLO:
-        answer_hello(s);
-        break;
-    default:
-        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
-                   "ClientMessage carries no message this server handles");
-        break;
-    }
+    sync_session_handle(s->sync, message);
     nebula__sync__v1__client_message__free_unpacked(message, NULL);
 }
 
 static void handle_message(session *s, uint8_t opcode, const uint8_t *data, size_t len)
 {
     if (opcode == WS_OP_TEXT)
-        send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+        session_send_error(s, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
                    "text messages are not part of nebula-sync.v1; send binary protobuf");
     else
         handle_binary_message(s, data, len);
@@ -307,7 +382,7 @@ static void handle_data_frame(session *s, const ws_frame *f)
         return;
     }
     if (!s->fragments && !(s->fragments = evbuffer_new())) {
-        fail_session(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
         return;
     }
     evbuffer_add(s->fragments, f->payload, f->payload_len);
@@ -383,7 +458,7 @@ static void read_frames(session *s, struct evbuffer *input)
         if (status == WS_READ_NEED_MORE)
             return;
         if (status == WS_READ_FAIL) {
-            fail_session(s, f.close_code, f.error);
+            session_fail(s, f.close_code, f.error);
             return;
         }
         metric_add(&s->host->metrics->frames_in, 1);
@@ -404,8 +479,12 @@ static void read_frames(session *s, struct evbuffer *input)
 
 /* ---- HTTP upgrade -------------------------------------------------------- */
 
-static void complete_upgrade(session *s)
+static bool complete_upgrade(session *s, const char *bearer_token)
 {
+    s->sync = sync_session_create(s->host->sync, s);
+    if (!s->sync)
+        return false;
+    sync_session_set_header_token(s->sync, bearer_token);
     event_free(s->handshake_timer);
     s->handshake_timer = NULL;
     s->state = SESSION_OPEN;
@@ -415,6 +494,7 @@ static void complete_upgrade(session *s)
     /* Silence on the read side for idle_timeout triggers a ping; a write that
      * makes no progress for that long means the peer is gone. */
     bufferevent_set_timeouts(s->bev, s->host->idle_timeout, s->host->idle_timeout);
+    return true;
 }
 
 static void read_upgrade_request(session *s, struct evbuffer *input)
@@ -441,7 +521,10 @@ static void read_upgrade_request(session *s, struct evbuffer *input)
     }
     metric_add(&s->host->metrics->bytes_in, result.request_len);
     evbuffer_drain(input, result.request_len);
-    complete_upgrade(s);
+    if (!complete_upgrade(s, result.bearer_token)) {
+        log_error("session %" PRIx64 ": out of memory completing the upgrade", s->number);
+        finish_after_flush(s);
+    }
 }
 
 /* ---- bufferevent callbacks ----------------------------------------------- */
@@ -462,8 +545,14 @@ static void on_written(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     session *s = arg;
-    if (s->state == SESSION_FLUSHING)
+    if (s->state == SESSION_FLUSHING) {
         session_free(s);
+        return;
+    }
+    if (s->state == SESSION_OPEN) {
+        sync_session_output_drained(s->sync);
+        free_if_flushed(s);
+    }
 }
 
 static void on_idle_timeout(session *s)
@@ -473,7 +562,7 @@ static void on_idle_timeout(session *s)
         return;
     }
     if (s->ping_outstanding) {
-        fail_session(s, WS_CLOSE_GOING_AWAY, "idle timeout");
+        session_fail(s, WS_CLOSE_GOING_AWAY, "idle timeout");
         free_if_flushed(s);
         return;
     }
@@ -573,6 +662,7 @@ bool session_accept(session_host *host, evutil_socket_t fd)
     }
     s->host = host;
     s->bev = bev;
+    s->refs = 1;
     s->number = ++host->next_session_number;
     s->state = host->broker->tls_enabled ? SESSION_TLS_HANDSHAKE : SESSION_HTTP_UPGRADE;
     s->next = host->sessions;

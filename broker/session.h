@@ -16,6 +16,10 @@
 
 #include "broker_context.h"
 #include "metrics.h"
+#include "nebula_sync.pb-c.h"
+#include "shared_event.h"
+
+struct sync_worker;
 
 struct event_base;
 typedef struct session session;
@@ -31,6 +35,7 @@ typedef struct session_host {
     uint64_t next_session_number;
     uint32_t session_id_prefix;                /* random per process */
     int worker_index;
+    struct sync_worker *sync;                  /* the worker's subscriptions */
     /* Called after a session was freed (the worker finishes a drain). */
     void (*on_session_freed)(struct session_host *host);
 } session_host;
@@ -49,5 +54,32 @@ void session_destroy(session *s);
 
 /* The next session in the host's list (for iterating while destroying). */
 session *session_next(const session *s);
+
+/* ---- for the sync protocol layer (same thread) ---- */
+
+/* Queue one ServerMessage (nothing happens unless the session is open). */
+void session_send_message(session *s, const Nebula__Sync__V1__ServerMessage *message);
+void session_send_error(session *s, int code, const char *text);
+void session_send_welcome(session *s, const char *tenant);
+
+/* One Events message with the given pre-encoded events of one collection,
+ * leaving out those this session pushed itself; no copies (references). */
+void session_send_events(session *s, const char *collection, shared_event *const *events,
+                         size_t count);
+
+/* Whether live delivery should pause until the output drains. */
+bool session_output_over_cap(const session *s);
+
+/* Sends CLOSE with code and closes once written. */
+void session_fail(session *s, uint16_t code, const char *reason);
+
+bool session_is_open(const session *s);
+
+/* Tag of events this session pushed (shared_event.origin). */
+uint64_t session_tag(const session *s);
+
+/* Keeps the session struct alive across an asynchronous storage call. */
+void session_hold(session *s);
+void session_release(session *s);
 
 #endif

@@ -15,6 +15,8 @@
 
 #include "log.h"
 #include "session.h"
+#include "sync_hub.h"
+#include "sync_session.h"
 
 /* Inbox: written by the acceptor, emptied by the worker. */
 typedef struct inbox {
@@ -28,7 +30,8 @@ struct worker {
     int index;
     pthread_t thread;
     bool started;
-    int wakeup_fd;                 /* eventfd: inbox has work */
+    int wakeup_fd;                 /* eventfd: inbox has work, or new events */
+    atomic_bool events_pending;    /* a ring wakeup is already on its way */
     int done_fd;                   /* eventfd of the broker: thread finished */
     inbox inbox;
 
@@ -37,6 +40,7 @@ struct worker {
     struct event *wakeup_event;
     struct event *drain_deadline;
     session_host host;
+    sync_worker *sync;
     bool draining;
 };
 
@@ -96,6 +100,17 @@ static void take_inbox(worker *w, evutil_socket_t **fds, size_t *count, bool *dr
     pthread_mutex_unlock(&w->inbox.lock);
 }
 
+static void wake(worker *w);
+
+/* Called by the hub from any thread when a watched channel has new events.
+ * Coalesced: one eventfd write until the worker has looked. */
+static void on_channel_events(void *arg)
+{
+    worker *w = arg;
+    if (!atomic_exchange_explicit(&w->events_pending, true, memory_order_acq_rel))
+        wake(w);
+}
+
 static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -103,6 +118,10 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     uint64_t ignored;
     if (read(fd, &ignored, sizeof ignored) < 0 && errno != EAGAIN)
         log_warn("worker %d: reading wakeup: %s", w->index, strerror(errno));
+    /* Clear before delivering, so that events published meanwhile wake us
+     * again instead of being missed. */
+    if (atomic_exchange_explicit(&w->events_pending, false, memory_order_acq_rel))
+        sync_worker_deliver(w->sync);
     evutil_socket_t *fds;
     size_t count;
     bool drain;
@@ -170,10 +189,14 @@ worker *worker_create(broker_context *broker, nebula_worker_metrics *metrics, in
     w->host.metrics = metrics;
     w->host.worker_index = index;
     w->host.on_session_freed = on_session_freed;
+    w->sync = sync_worker_create(broker, index);
+    w->host.sync = w->sync;
+    if (broker->hub)
+        sync_hub_set_waker(broker->hub, index, on_channel_events, w);
     uint32_t prefix = 0;
     RAND_bytes((unsigned char *)&prefix, sizeof prefix);
     w->host.session_id_prefix = prefix ^ (uint32_t)index;
-    if (w->wakeup_fd < 0 || !setup_event_base(w)) {
+    if (w->wakeup_fd < 0 || !w->sync || !setup_event_base(w)) {
         log_error("worker %d: cannot set up its event loop", index);
         worker_free(w);
         return NULL;
@@ -251,6 +274,7 @@ void worker_free(worker *w)
         event_free(w->wakeup_event);
     if (w->drain_deadline)
         event_free(w->drain_deadline);
+    sync_worker_free(w->sync);
     if (w->base)
         event_base_free(w->base);
     if (w->wakeup_fd >= 0)

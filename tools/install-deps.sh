@@ -9,8 +9,11 @@ packages=(
   libssl-dev openssl    # TLS, SHA-1/base64 for the handshake; openssl CLI for test certificates
   libprotobuf-c-dev protobuf-c-compiler   # wire messages, generated at build time
   libhttp-parser-dev    # the WebSocket upgrade request
+  uthash-dev            # hash tables (header-only): storage, channels, tokens
+  libjansson-dev        # JSON validation of pushed documents
   libgtest-dev googletest                 # the C++ test harness
   python3 python3-websockets              # interop tests with a client we did not write
+  python3-protobuf protobuf-compiler      # ... speaking the sync protocol from Python
 )
 
 missing=()

@@ -89,6 +89,56 @@ static void check_frame_bytes(ws_role role, const ws_frame *f, const uint8_t *or
         require(f->payload[i] == (orig[header_len + i] ^ (key ? key[i % 4] : 0)));
 }
 
+/* The header fields, decoded here independently of ws_frame.c. */
+typedef struct raw_header {
+    size_t header_len;     /* 2..14 */
+    bool length_known;     /* the extended length bytes are present */
+    uint64_t payload_len;  /* valid when length_known */
+    bool length_canonical; /* minimal form, MSB clear */
+} raw_header;
+
+static raw_header decode_raw_header(const uint8_t *p, size_t len)
+{
+    raw_header h = {2, false, 0, false};
+    uint8_t len7 = p[1] & 0x7F;
+    size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    h.header_len = 2 + ext + ((p[1] & 0x80) ? 4 : 0);
+    if (len < 2 + ext)
+        return h;
+    h.length_known = true;
+    h.payload_len = ext == 0 ? len7 : 0;
+    for (size_t i = 0; i < ext; i++)
+        h.payload_len = h.payload_len << 8 | p[2 + i];
+    h.length_canonical = ext == 0 || (ext == 2 && h.payload_len > 125) ||
+                         (ext == 8 && h.payload_len > 0xFFFF && !(h.payload_len >> 63));
+    return h;
+}
+
+/* NEED_MORE asks for 2 bytes, then the whole header, then the whole frame. */
+static void check_need(const uint8_t *p, size_t len, size_t need)
+{
+    if (len < 2) {
+        require(need == 2);
+        return;
+    }
+    raw_header h = decode_raw_header(p, len);
+    if (len < h.header_len)
+        require(need == h.header_len);
+    else
+        require(h.length_known && need == h.header_len + h.payload_len);
+}
+
+/* 1009 only for a well-formed length that takes the message past the limit. */
+static void check_too_big(const ws_reader *before, const uint8_t *p, size_t len)
+{
+    require(len >= 2);
+    raw_header h = decode_raw_header(p, len);
+    require(h.length_known && h.length_canonical);
+    uint8_t opcode = p[0] & 0x0F;
+    uint64_t so_far = opcode == WS_OP_CONTINUATION ? before->message_len : 0;
+    require(opcode <= WS_OP_BINARY && h.payload_len + so_far > MAX_MESSAGE);
+}
+
 /* The text of the message being reassembled, to check 1007 as a whole. */
 typedef struct message {
     uint8_t bytes[MAX_MESSAGE];
@@ -163,6 +213,7 @@ static run_summary run(ws_role role, const uint8_t *data, size_t size, bool by_n
         s.last = st;
         if (st == WS_READ_NEED_MORE) {
             require(f.need > len);
+            check_need(data + off, len, f.need);
             require(same_state(&before, &r));
             require(memcmp(buf + off, data + off, len) == 0);
             /* More bytes than the stream has: give it the rest, as a
@@ -177,6 +228,8 @@ static run_summary run(ws_role role, const uint8_t *data, size_t size, bool by_n
                     f.close_code == WS_CLOSE_INVALID_PAYLOAD ||
                     f.close_code == WS_CLOSE_MESSAGE_TOO_BIG);
             require(f.error != NULL && f.error[0] != '\0');
+            if (f.close_code == WS_CLOSE_MESSAGE_TOO_BIG)
+                check_too_big(&before, data + off, len);
             s.close_code = f.close_code;
             break;
         }
