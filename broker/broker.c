@@ -41,6 +41,7 @@ struct nebula_broker {
     size_t origin_count;
     token_table *tokens;
     bool owns_storage;
+    bool owns_base;
     struct event *cleanup_timer;     /* retention: clear_events_before */
     double retention_s;
     struct timeval cleanup_interval;
@@ -97,6 +98,7 @@ void nebula_broker_options_init(nebula_broker_options *opts)
     opts->retention_s = 7 * 24 * 3600;
     opts->cleanup_interval_s = 3600;
     opts->ring_capacity = 4096;
+    opts->max_output_buffer = 1u << 20;
 }
 
 static struct timeval seconds_to_timeval(double seconds)
@@ -152,6 +154,12 @@ static int validate_options(const nebula_broker_options *o, char *err, size_t er
                          "ring capacity must be a power of two, at least 2");
     if (o->conflict_strategy > SYNC_CLIENT_WINS)
         return fail_with(NEBULA_E_INVALID, err, err_len, "unknown conflict strategy");
+    for (size_t i = 0; i < o->conflict_rule_count; i++)
+        if (!o->conflict_rules[i].pattern || !*o->conflict_rules[i].pattern ||
+            o->conflict_rules[i].strategy > SYNC_CLIENT_WINS)
+            return fail_with(NEBULA_E_INVALID, err, err_len, "conflict rule %zu is invalid", i + 1);
+    if (o->max_output_buffer < 1024)
+        return fail_with(NEBULA_E_INVALID, err, err_len, "max output buffer must be at least 1024 bytes");
     return NEBULA_OK;
 }
 
@@ -200,8 +208,27 @@ static void configure_context(nebula_broker *b, const nebula_broker_options *o)
     c->handshake_policy.path = NEBULA_WS_PATH;
     c->handshake_policy.subprotocol = NEBULA_WS_SUBPROTOCOL;
     c->conflict_strategy = o->conflict_strategy;
+    c->max_output_buffer = o->max_output_buffer;
+    c->slow_consumer_close = o->slow_consumer_close;
     b->retention_s = o->retention_s;
     b->cleanup_interval = seconds_to_timeval(o->cleanup_interval_s);
+}
+
+static int copy_conflict_rules(nebula_broker *b, const nebula_broker_options *o)
+{
+    broker_context *c = &b->context;
+    if (o->conflict_rule_count == 0)
+        return NEBULA_OK;
+    c->conflict_rules = calloc(o->conflict_rule_count, sizeof *c->conflict_rules);
+    if (!c->conflict_rules)
+        return NEBULA_E_SYSTEM;
+    for (size_t i = 0; i < o->conflict_rule_count; i++) {
+        c->conflict_rules[i].strategy = o->conflict_rules[i].strategy;
+        if (!(c->conflict_rules[i].pattern = strdup(o->conflict_rules[i].pattern)))
+            return NEBULA_E_SYSTEM;
+        c->conflict_rule_count++;
+    }
+    return NEBULA_OK;
 }
 
 static int configure_auth(nebula_broker *b, const nebula_broker_options *o, char *err,
@@ -279,7 +306,12 @@ int nebula_broker_create(const nebula_broker_options *opts, nebula_broker **out,
         (status = configure_auth(b, opts, err, err_len)) != NEBULA_OK ||
         (status = setup_storage(b, opts, err, err_len)) != NEBULA_OK)
         goto fail;
-    if (copy_origins(b, opts) != NEBULA_OK || !(b->base = event_base_new())) {
+    b->base = opts->event_base;
+    b->owns_base = opts->event_base == NULL;
+    if (b->owns_base)
+        b->base = event_base_new();
+    if (copy_origins(b, opts) != NEBULA_OK || copy_conflict_rules(b, opts) != NEBULA_OK ||
+        !b->base) {
         status = fail_with(NEBULA_E_SYSTEM, err, err_len, "out of memory");
         goto fail;
     }
@@ -533,8 +565,11 @@ void nebula_broker_free(nebula_broker *b)
     if (b->done_fd >= 0)
         close(b->done_fd);
     free(b->metrics);
-    if (b->base)
+    if (b->base && b->owns_base)
         event_base_free(b->base);
+    for (size_t i = 0; i < b->context.conflict_rule_count; i++)
+        free(b->context.conflict_rules[i].pattern);
+    free(b->context.conflict_rules);
     if (b->context.tls_enabled)
         tls_holder_destroy(&b->context.tls);
     for (size_t i = 0; i < b->origin_count; i++)

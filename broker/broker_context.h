@@ -23,6 +23,11 @@ typedef enum broker_auth_mode {
     BROKER_AUTH_CALLBACK,   /* the application's authenticate callback */
 } broker_auth_mode;
 
+typedef struct broker_conflict_rule {
+    char *pattern;
+    sync_conflict_strategy strategy;
+} broker_conflict_rule;
+
 /* Fills grant for token; false rejects. Called on worker threads. */
 typedef bool (*broker_authenticate_fn)(void *user_data, const char *token, const char *client_id,
                                        auth_grant *grant);
@@ -39,7 +44,11 @@ typedef struct broker_context {
     struct timeval drain_timeout;
     ws_handshake_policy handshake_policy;
     bool tls_enabled;
-    sync_conflict_strategy conflict_strategy;
+    sync_conflict_strategy conflict_strategy;   /* collections no rule matches */
+    broker_conflict_rule *conflict_rules;       /* first fnmatch(3) match wins */
+    size_t conflict_rule_count;
+    size_t max_output_buffer;                   /* unsent bytes before a subscriber is slow */
+    bool slow_consumer_close;                   /* close slow subscribers instead of catch-up */
     broker_auth_mode auth_mode;
     auth_grant anonymous_grant;          /* BROKER_AUTH_NONE */
     const token_table *tokens;           /* BROKER_AUTH_TOKENS */

@@ -14,6 +14,8 @@
 
 typedef bool (*option_setter)(nebula_config *cfg, const char *value, char *err, size_t err_len);
 
+static char *trim(char *s);
+
 typedef struct option_spec {
     const char *name;          /* flag without dashes, config-file key */
     const char *value_hint;
@@ -163,18 +165,72 @@ static bool set_tokens(nebula_config *cfg, const char *v, char *err, size_t err_
     return copy_value(cfg->tokens, v, "tokens", err, err_len);
 }
 
-static bool set_conflict_resolution(nebula_config *cfg, const char *v, char *err, size_t err_len)
+static bool parse_strategy(const char *name, sync_conflict_strategy *out)
 {
     static const char *const names[] = {"last-write-wins", "server-wins", "client-wins"};
     for (int i = 0; i < 3; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            cfg->broker.conflict_strategy = (sync_conflict_strategy)i;
+        if (strcmp(name, names[i]) == 0) {
+            *out = (sync_conflict_strategy)i;
             return true;
         }
     }
+    return false;
+}
+
+static bool set_conflict_resolution(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    if (parse_strategy(v, &cfg->broker.conflict_strategy))
+        return true;
     return reject(err, err_len,
                   "--conflict-resolution: expected last-write-wins, server-wins or client-wins, "
                   "got '%s'", v);
+}
+
+/* "notes-*=server-wins, drafts=client-wins": checked here, split in finish(). */
+static bool set_conflict_rules(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    char copy[CONFIG_MAX_VALUE];
+    if (!copy_value(copy, v, "conflict-rules", err, err_len))
+        return false;
+    size_t count = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        sync_conflict_strategy strategy;
+        if (eq)
+            *eq = '\0';
+        char *pattern = trim(item);
+        if (!eq || !*pattern || !parse_strategy(trim(eq + 1), &strategy))
+            return reject(err, err_len,
+                          "--conflict-rules: expected GLOB=STRATEGY[,...] with last-write-wins, "
+                          "server-wins or client-wins, got '%s'", v);
+        if (++count > CONFIG_MAX_CONFLICT_RULES)
+            return reject(err, err_len, "--conflict-rules: more than %d rules",
+                          CONFIG_MAX_CONFLICT_RULES);
+    }
+    strcpy(cfg->conflict_rules, v);
+    return true;
+}
+
+static bool set_slow_consumer(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    if (strcmp(v, "catch-up") == 0)
+        cfg->broker.slow_consumer_close = false;
+    else if (strcmp(v, "close") == 0)
+        cfg->broker.slow_consumer_close = true;
+    else
+        return reject(err, err_len, "--slow-consumer: expected catch-up or close, got '%s'", v);
+    return true;
+}
+
+static bool set_max_output_buffer(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    unsigned long long n;
+    if (!parse_unsigned(v, 1024, 1ull << 32, &n))
+        return reject(err, err_len,
+                      "--max-output-buffer: expected bytes from 1024 to 4294967296, got '%s'", v);
+    cfg->broker.max_output_buffer = (size_t)n;
+    return true;
 }
 
 static bool set_retention(nebula_config *cfg, const char *v, char *err, size_t err_len)
@@ -238,6 +294,14 @@ static const option_spec options[] = {
      set_tokens},
     {"conflict-resolution", "STRATEGY",
      "last-write-wins (default), server-wins or client-wins", set_conflict_resolution},
+    {"conflict-rules", "LIST",
+     "per-collection strategies, first match wins: 'notes-*=server-wins,drafts=client-wins'",
+     set_conflict_rules},
+    {"slow-consumer", "POLICY",
+     "catch-up (default: pause live delivery, catch up from storage) or close (1008)",
+     set_slow_consumer},
+    {"max-output-buffer", "BYTES", "unsent bytes before a subscriber is slow (default 1048576)",
+     set_max_output_buffer},
     {"retention", "SECONDS", "events older than this are cleared (default 604800: 7 days)",
      set_retention},
     {"cleanup-interval", "SECONDS", "how often old events are cleared (default 3600)",
@@ -472,8 +536,26 @@ static bool split_origins(nebula_config *cfg, char *err, size_t err_len)
     return true;
 }
 
+static void split_conflict_rules(nebula_config *cfg)
+{
+    strcpy(cfg->conflict_rule_storage, cfg->conflict_rules);
+    size_t count = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(cfg->conflict_rule_storage, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        *eq = '\0';   /* validated by set_conflict_rules */
+        cfg->conflict_rule_list[count].pattern = trim(item);
+        parse_strategy(trim(eq + 1), &cfg->conflict_rule_list[count].strategy);
+        count++;
+    }
+    cfg->broker.conflict_rules = count ? cfg->conflict_rule_list : NULL;
+    cfg->broker.conflict_rule_count = count;
+}
+
 static bool finish(nebula_config *cfg, char *err, size_t err_len)
 {
+    split_conflict_rules(cfg);
     cfg->broker.listen = cfg->listen;
     cfg->broker.admin_listen = cfg->admin_listen;
     cfg->broker.tls_cert_file = cfg->tls_cert[0] ? cfg->tls_cert : NULL;

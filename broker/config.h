@@ -12,6 +12,7 @@
 #include "nebula_broker.h"
 
 #define CONFIG_MAX_ORIGINS 64
+#define CONFIG_MAX_CONFLICT_RULES 64
 #define CONFIG_MAX_VALUE 4096
 
 typedef struct nebula_config {
@@ -25,6 +26,9 @@ typedef struct nebula_config {
     char origins[CONFIG_MAX_VALUE];                 /* comma-separated, as given */
     char origin_storage[CONFIG_MAX_VALUE];          /* split copy */
     const char *origin_list[CONFIG_MAX_ORIGINS];
+    char conflict_rules[CONFIG_MAX_VALUE];          /* "glob=strategy,...", as given */
+    char conflict_rule_storage[CONFIG_MAX_VALUE];   /* split copy */
+    nebula_conflict_rule conflict_rule_list[CONFIG_MAX_CONFLICT_RULES];
 } nebula_config;
 
 typedef enum config_outcome {

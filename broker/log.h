@@ -8,6 +8,10 @@
 
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum nebula_log_level {
     NEBULA_LOG_DEBUG = 0,
     NEBULA_LOG_INFO = 1,
@@ -31,5 +35,9 @@ const char *nebula_log_level_name(nebula_log_level level);
 #define log_info(...) nebula_log(NEBULA_LOG_INFO, __VA_ARGS__)
 #define log_warn(...) nebula_log(NEBULA_LOG_WARN, __VA_ARGS__)
 #define log_error(...) nebula_log(NEBULA_LOG_ERROR, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -27,6 +27,10 @@
 #include "log.h"
 #include "sync_storage.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct event_base;
 
 /* What a token may do: its tenant and the collections it may read and
@@ -53,7 +57,16 @@ enum nebula_status {
 
 const char *nebula_strerror(int status);
 
+/* A per-collection conflict strategy: collections matching pattern (an
+ * fnmatch(3) glob) use strategy. */
+typedef struct nebula_conflict_rule {
+    const char *pattern;
+    sync_conflict_strategy strategy;
+} nebula_conflict_rule;
+
 typedef struct nebula_broker_options {
+    struct event_base *event_base;       /* run the acceptor on this base (the caller's, not
+                                            freed by the broker); NULL: the broker makes one */
     const char *listen;                  /* "HOST:PORT"; port 0 = ephemeral. Default "127.0.0.1:8080" */
     const char *tls_cert_file;           /* PEM; with tls_key_file the listener speaks TLS only */
     const char *tls_key_file;
@@ -82,6 +95,13 @@ typedef struct nebula_broker_options {
      * the broker. Otherwise borrowed: it must outlive the broker. */
     sync_storage *storage;
     sync_conflict_strategy conflict_strategy;   /* default last-write-wins */
+    const nebula_conflict_rule *conflict_rules; /* first match wins; others: conflict_strategy */
+    size_t conflict_rule_count;
+    size_t max_output_buffer;            /* unsent bytes per session before a subscriber
+                                            counts as slow; default 1 MiB */
+    bool slow_consumer_close;            /* slow subscribers: false (default) pause live delivery
+                                            and catch up from storage once drained; true: close
+                                            the session with 1008 */
     double retention_s;                  /* events older than this are cleared; default 7 days */
     double cleanup_interval_s;           /* how often; default 1 hour */
     uint32_t ring_capacity;              /* events kept per collection for fan-out; power of
@@ -121,7 +141,8 @@ sync_storage *nebula_broker_storage(nebula_broker *broker);
 size_t nebula_broker_clients_count(const nebula_broker *broker);
 
 /* The acceptor's event base (the seed's getIo() counterpart): run it, or add
- * the application's own events to it. Owned by the broker. */
+ * the application's own events to it. Owned by the broker unless given in
+ * the options. */
 struct event_base *nebula_broker_event_base(nebula_broker *broker);
 
 /* Bound ports (after start), useful with port 0. */
@@ -131,5 +152,9 @@ bool nebula_broker_uses_tls(const nebula_broker *broker);
 
 /* Stops workers if still running and frees everything. Accepts NULL. */
 void nebula_broker_free(nebula_broker *broker);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

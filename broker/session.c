@@ -49,10 +49,6 @@ typedef enum session_state {
  * and dropped: a few maximum-size messages. */
 #define SESSION_MIN_OUTPUT_CAP (4u << 20)
 
-/* Past this much unsent output, subscriptions stop receiving live events
- * and catch up from storage once the output has drained. */
-#define SESSION_OUTPUT_SOFT_CAP (1u << 20)
-
 #define SESSION_MAX_COLLECTION_NAME 128
 
 /* Server messages up to this size are framed on the stack. */
@@ -174,7 +170,8 @@ void session_send_events(session *s, const char *collection, shared_event *const
 
 bool session_output_over_cap(const session *s)
 {
-    return s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > SESSION_OUTPUT_SOFT_CAP;
+    return s->bev &&
+           evbuffer_get_length(bufferevent_get_output(s->bev)) > s->host->broker->max_output_buffer;
 }
 
 static void send_close_frame(session *s, uint16_t code, const char *reason)

@@ -2,6 +2,7 @@
  * the worker's delivery of ring events to its live subscribers. */
 #include "sync_session.h"
 
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +135,18 @@ static void local_channel_release_if_unused(local_channel *lc)
     free(lc);
 }
 
+/* Slow consumer: either stop feeding it live (it catches up from storage
+ * once its output has drained) or, if so configured, close it. */
+static void handle_slow_consumer(subscription *sub)
+{
+    if (sub->lc->worker->broker->slow_consumer_close) {
+        session_fail(sub->owner->s, 1008, "slow consumer: too much unsent output");
+        return;
+    }
+    sub->mode = SUB_CATCHING_UP;
+    sub->paused = true;
+}
+
 static void deliver_batch(local_channel *lc, shared_event **events, size_t count)
 {
     const char *collection = sync_channel_collection(lc->channel);
@@ -144,12 +157,6 @@ static void deliver_batch(local_channel *lc, shared_event **events, size_t count
         size_t skip = sub->next_seq > first ? (size_t)(sub->next_seq - first) : 0;
         session_send_events(sub->owner->s, collection, events + skip, count - skip);
         sub->next_seq = last + 1;
-        if (session_output_over_cap(sub->owner->s)) {
-            /* Slow consumer: stop feeding it live; it catches up from
-             * storage once its output has drained. */
-            sub->mode = SUB_CATCHING_UP;
-            sub->paused = true;
-        }
     }
 }
 
@@ -169,9 +176,20 @@ static void handle_overrun(local_channel *lc, fanout_ring *ring)
     }
 }
 
+/* A subscriber is slow when output queued in earlier loop turns is still
+ * unsent: libevent writes once per turn, so output added in this pass does
+ * not count against it (one pass adds at most a ring's worth). */
+static void mark_slow_consumers(local_channel *lc)
+{
+    for (subscription *sub = lc->subs; sub; sub = sub->next_in_channel)
+        if (sub->mode == SUB_LIVE && session_output_over_cap(sub->owner->s))
+            handle_slow_consumer(sub);
+}
+
 static void deliver_channel(local_channel *lc)
 {
     fanout_ring *ring = sync_channel_ring(lc->channel);
+    mark_slow_consumers(lc);
     shared_event *batch[DELIVER_BATCH];
     while (lc->next_seq <= fanout_ring_last_seq(ring)) {
         size_t n = 0;
@@ -822,6 +840,14 @@ static push_request *push_request_new(sync_session *ss, const Nebula__Sync__V1__
     return req;
 }
 
+static sync_conflict_strategy strategy_for(const broker_context *broker, const char *collection)
+{
+    for (size_t i = 0; i < broker->conflict_rule_count; i++)
+        if (fnmatch(broker->conflict_rules[i].pattern, collection, 0) == 0)
+            return broker->conflict_rules[i].strategy;
+    return broker->conflict_strategy;
+}
+
 /* Consecutive valid events of one collection go to storage in one call. */
 static void save_runs(push_request *req, const Nebula__Sync__V1__Push *m, const bool *valid)
 {
@@ -848,7 +874,8 @@ static void save_runs(push_request *req, const Nebula__Sync__V1__Push *m, const 
         call->first = i;
         req->pending_calls++;
         storage->ops->save_events(storage->ctx, ss->grant->tenant, m->events[i]->collection,
-                                  ss->worker->broker->conflict_strategy, &req->events[i], end - i,
+                                  strategy_for(ss->worker->broker, m->events[i]->collection),
+                                  &req->events[i], end - i,
                                   on_saved, call);
         i = end;
     }

@@ -928,8 +928,10 @@ class ConflictTest : public SyncTest {
     for (Peer *p : {&alice_, &bob_, &carol_}) p->c.Close();  // no drain wait
     SyncTest::TearDown();
   }
-  void StartWith(const std::string &strategy) {
-    ASSERT_TRUE(StartDaemon({{"conflict-resolution", strategy}, {"workers", "2"}}));
+  void StartWith(const std::string &strategy, const std::string &rules = "") {
+    DaemonOptions args = {{"conflict-resolution", strategy}, {"workers", "2"}};
+    if (!rules.empty()) args["conflict-rules"] = rules;
+    ASSERT_TRUE(StartDaemon(args));
     for (Peer *p : {&alice_, &bob_, &carol_}) {
       ASSERT_TRUE(Open(*p));
       ASSERT_TRUE(SubscribeAndSettle(p->c, p->view));
@@ -1051,6 +1053,28 @@ TEST_F(ConflictTest, LastWriteWinsHigherHlcThenHigherClientId) {
   EXPECT_TRUE(SameDocument(snapshot_["x3"], x3)) << snapshot_["x3"].Describe();
   EXPECT_TRUE(SameDocument(snapshot_["x4"], x4)) << snapshot_["x4"].Describe();
   EXPECT_EQ(snapshot_.count("x5"), 0u);
+}
+
+TEST_F(ConflictTest, PerCollectionRulesOverrideTheDefaultStrategy) {
+  ASSERT_NO_FATAL_FAILURE(StartWith("last-write-wins", "notes-*=server-wins"));
+  EventResultV ra, rb;
+  // notes-a matches the rule: server-wins, so the second writer with the
+  // same (stale) base loses even with a higher hlc.
+  SyncEvent a1 = MakeEvent("notes-a", "n1", Json("by", "alice"), 1, kInsert, 0);
+  SyncEvent b1 = MakeEvent("notes-a", "n1", Json("by", "bob"), 99, kInsert, 0);
+  ASSERT_TRUE(Write(alice_, a1, &ra));
+  ASSERT_TRUE(Write(bob_, b1, &rb));
+  ASSERT_EQ(ra.status, kAccepted) << ra.Describe();
+  EXPECT_TRUE(LostTo(rb, Doc(a1, ra.seq, "alice")));
+  // todos matches no rule: the default last-write-wins lets the higher hlc win.
+  SyncEvent a2 = MakeEvent("todos", "t1", Json("by", "alice"), 1, kInsert, 0);
+  SyncEvent b2 = MakeEvent("todos", "t1", Json("by", "bob"), 99, kInsert, 0);
+  ASSERT_TRUE(Write(alice_, a2, &ra));
+  ASSERT_TRUE(Write(bob_, b2, &rb));
+  EXPECT_EQ(ra.status, kAccepted) << ra.Describe();
+  EXPECT_EQ(rb.status, kAccepted) << rb.Describe();
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergence());
+  EXPECT_EQ(snapshot_["t1"].data, b2.data);
 }
 
 TEST_F(ConflictTest, ServerWinsRejectsStaleBaseSeq) {
@@ -1506,6 +1530,51 @@ TEST_F(SyncTest, SlowConsumerIsNotDroppedAndCatchesUpExactlyOnce) {
   EXPECT_EQ(slow.view.received().back().id, last.id);
   ASSERT_TRUE(live.CatchUpTo(kTotal + 1, kTimeoutMs));
   EXPECT_EQ(live.view.received().size(), static_cast<size_t>(kTotal + 1));
+}
+
+// With --slow-consumer close, a subscriber that stops reading is closed with
+// 1008 once its unsent output passes --max-output-buffer; readers are not.
+TEST_F(SyncTest, SlowConsumerIsClosedWith1008WhenSoConfigured) {
+  ASSERT_TRUE(StartDaemon({{"workers", "2"},
+                           {"idle-timeout", "120"},
+                           {"slow-consumer", "close"},
+                           {"max-output-buffer", "65536"}}));
+  Peer slow("slow");
+  SyncMessage welcome;
+  ASSERT_TRUE(Open(slow.c, slow.id, "", &welcome, 64 * 1024));
+  ASSERT_TRUE(SubscribeAndSettle(slow.c, slow.view));
+  Peer live("live-reader");
+  ASSERT_TRUE(Open(live));
+  ASSERT_TRUE(SubscribeAndSettle(live.c, live.view));
+  Peer pusher("pusher");
+  ASSERT_TRUE(Open(pusher));
+  const std::string pad(1000, 'p');
+  constexpr int kTotal = 4000;   // 4 MB: far past both socket buffers and the cap
+  for (int start = 0; start < kTotal; start += 100) {
+    std::vector<SyncEvent> batch;
+    for (int k = start; k < start + 100; k++)
+      batch.push_back(MakeEvent("todos", "e" + std::to_string(k),
+                                "{\"pad\":\"" + pad + "\"}", static_cast<uint64_t>(k + 1)));
+    PushResultV r;
+    ASSERT_TRUE(pusher.c.Push(batch, &r)) << pusher.c.last_error();
+    ASSERT_TRUE(AllStatus(r, kAccepted));
+    ASSERT_TRUE(live.CatchUpTo(static_cast<uint64_t>(start + 100), kLongMs));
+  }
+  // The slow one now reads what was queued for it, then the close.
+  int normal = 1 << 20;
+  ASSERT_EQ(setsockopt(slow.c.ws().fd(), SOL_SOCKET, SO_RCVBUF, &normal, sizeof normal), 0);
+  bool closed = false;
+  for (int frames = 0; frames < 100000 && !closed; frames++) {
+    Frame f;
+    ReadResult rr = slow.c.ws().ReadFrame(&f);
+    ASSERT_EQ(rr, ReadResult::kOk) << slow.c.ws().last_error();
+    if (f.is_close()) {
+      EXPECT_EQ(f.close_code(), 1008) << f.Describe();
+      closed = true;
+    }
+  }
+  EXPECT_TRUE(closed) << "the slow subscriber was never closed";
+  EXPECT_EQ(live.view.received().size(), static_cast<size_t>(kTotal));
 }
 
 // ---- 8. unsubscribe --------------------------------------------------------------------

@@ -130,6 +130,60 @@ TEST_F(ConfigTest, BadValuesAreOneLineErrorsNamingTheOption) {
     }
 }
 
+TEST_F(ConfigTest, SyncOptionsAreParsed) {
+    Loaded r = load({"--tokens", "/etc/tokens", "--conflict-resolution", "server-wins",
+                     "--conflict-rules", "notes-*=client-wins, drafts = last-write-wins",
+                     "--slow-consumer", "close", "--max-output-buffer", "65536",
+                     "--retention", "86400", "--cleanup-interval", "60"});
+    ASSERT_EQ(r.outcome, CONFIG_RUN) << r.error;
+    EXPECT_STREQ(cfg.broker.tokens_file, "/etc/tokens");
+    EXPECT_EQ(cfg.broker.conflict_strategy, SYNC_SERVER_WINS);
+    ASSERT_EQ(cfg.broker.conflict_rule_count, 2u);
+    EXPECT_STREQ(cfg.broker.conflict_rules[0].pattern, "notes-*");
+    EXPECT_EQ(cfg.broker.conflict_rules[0].strategy, SYNC_CLIENT_WINS);
+    EXPECT_STREQ(cfg.broker.conflict_rules[1].pattern, "drafts");
+    EXPECT_EQ(cfg.broker.conflict_rules[1].strategy, SYNC_LAST_WRITE_WINS);
+    EXPECT_TRUE(cfg.broker.slow_consumer_close);
+    EXPECT_EQ(cfg.broker.max_output_buffer, 65536u);
+    EXPECT_DOUBLE_EQ(cfg.broker.retention_s, 86400);
+    EXPECT_DOUBLE_EQ(cfg.broker.cleanup_interval_s, 60);
+}
+
+TEST_F(ConfigTest, SyncDefaultsAreAnonymousLastWriteWinsAndCatchUp) {
+    ASSERT_EQ(load({}).outcome, CONFIG_RUN);
+    EXPECT_EQ(cfg.broker.tokens_file, nullptr);
+    EXPECT_EQ(cfg.broker.conflict_strategy, SYNC_LAST_WRITE_WINS);
+    EXPECT_EQ(cfg.broker.conflict_rule_count, 0u);
+    EXPECT_FALSE(cfg.broker.slow_consumer_close);
+    EXPECT_EQ(cfg.broker.max_output_buffer, 1048576u);
+    EXPECT_DOUBLE_EQ(cfg.broker.retention_s, 7 * 24 * 3600);
+    EXPECT_DOUBLE_EQ(cfg.broker.cleanup_interval_s, 3600);
+}
+
+TEST_F(ConfigTest, BadSyncOptionsAreOneLineErrors) {
+    struct Case {
+        std::vector<std::string> args;
+        const char *mentions;
+    } cases[] = {
+        {{"--auth", "tokens"}, "--tokens"},
+        {{"--auth", "none", "--tokens", "/t"}, "--auth none"},
+        {{"--auth", "maybe"}, "--auth"},
+        {{"--conflict-resolution", "newest"}, "--conflict-resolution"},
+        {{"--conflict-rules", "notes-*"}, "--conflict-rules"},
+        {{"--conflict-rules", "=server-wins"}, "--conflict-rules"},
+        {{"--conflict-rules", "a=sometimes"}, "--conflict-rules"},
+        {{"--slow-consumer", "drop"}, "--slow-consumer"},
+        {{"--max-output-buffer", "10"}, "--max-output-buffer"},
+        {{"--retention", "-1"}, "--retention"},
+        {{"--cleanup-interval", "0"}, "--cleanup-interval"},
+    };
+    for (const auto &c : cases) {
+        Loaded r = load(c.args);
+        EXPECT_EQ(r.outcome, CONFIG_ERROR) << c.args[0];
+        EXPECT_NE(r.error.find(c.mentions), std::string::npos) << r.error;
+    }
+}
+
 TEST_F(ConfigTest, EnvironmentVariablesUseTheSameNames) {
     Loaded r = load({}, {"NEBULA_LISTEN=127.0.0.2:7000", "NEBULA_MAX_MESSAGE_SIZE=4096",
                          "NEBULA_UNRELATED=x", "PATH=/bin"});
