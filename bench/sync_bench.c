@@ -41,16 +41,12 @@
 #define _GNU_SOURCE
 #endif
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -60,10 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,17 +71,13 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "bench_common.h"
 #include "nebula_sync.pb-c.h"
 #include "sync_bench_hist.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
-
 #define PROG "nebula-sync-bench"
-#define SUBPROTOCOL "nebula-sync.v1"
 #define FD_MARGIN 100                 /* fds kept free for stdio, epoll, /proc reads... */
 #define MAX_RESPONSE_HEAD 8192
 #define MAX_MESSAGE (64u << 20)       /* largest server message we accept */
@@ -112,12 +101,7 @@
 
 struct options {
     const char *url;
-    bool tls;
-    char host[256];
-    char port[8];
-    char path[1024];
-    char host_header[300];
-    char sni[256];
+    struct bench_endpoint ep;       /* the URL, parsed */
     long subscribers;
     long publishers;
     long batch;
@@ -185,107 +169,6 @@ static void usage(FILE *f)
         MIN_SIZE, MAX_SIZE);
 }
 
-static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(try " PROG " --help)\n", stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
-
-static double parse_double(const char *name, const char *s, double min, double max)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min) || !(v <= max))
-        die_usage("%s: '%s' is not a number in %g..%g", name, s, min, max);
-    return v;
-}
-
-static long parse_long(const char *name, const char *s, long min, long max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        die_usage("%s: '%s' is not an integer in %ld..%ld", name, s, min, max);
-    return v;
-}
-
-static void parse_url(const char *url)
-{
-    const char *p;
-    if (strncmp(url, "ws://", 5) == 0) {
-        opt.tls = false;
-        p = url + 5;
-    } else if (strncmp(url, "wss://", 6) == 0) {
-        opt.tls = true;
-        p = url + 6;
-    } else {
-        die_usage("--url: '%s' must start with ws:// or wss://", url);
-    }
-    const char *host_end, *after;
-    if (*p == '[') {
-        host_end = strchr(p, ']');
-        if (!host_end)
-            die_usage("--url: unterminated '[' in '%s'", url);
-        p++;
-        after = host_end + 1;
-    } else {
-        host_end = p + strcspn(p, ":/");
-        after = host_end;
-    }
-    size_t hlen = (size_t)(host_end - p);
-    if (hlen == 0 || hlen >= sizeof opt.host)
-        die_usage("--url: bad host in '%s'", url);
-    memcpy(opt.host, p, hlen);
-    opt.host[hlen] = '\0';
-    const char *port = opt.tls ? "443" : "80";
-    size_t plen = strlen(port);
-    if (*after == ':') {
-        port = after + 1;
-        plen = strspn(port, "0123456789");
-        if (plen == 0 || plen > 5 || (port[plen] != '\0' && port[plen] != '/'))
-            die_usage("--url: bad port in '%s'", url);
-        after = port + plen;
-    } else if (*after != '\0' && *after != '/') {
-        die_usage("--url: cannot parse '%s'", url);
-    }
-    memcpy(opt.port, port, plen);
-    opt.port[plen] = '\0';
-    long pn = strtol(opt.port, NULL, 10);
-    if (pn < 1 || pn > 65535)
-        die_usage("--url: port %s out of range", opt.port);
-    const char *path = *after ? after : "/v1/sync";
-    if (strlen(path) >= sizeof opt.path || strpbrk(path, " \r\n"))
-        die_usage("--url: bad path in '%s'", url);
-    strcpy(opt.path, path);
-    bool v6 = strchr(opt.host, ':') != NULL;
-    snprintf(opt.host_header, sizeof opt.host_header, v6 ? "[%s]:%s" : "%s:%s", opt.host, opt.port);
-    unsigned char tmp[16];
-    if (inet_pton(AF_INET, opt.host, tmp) == 1 || inet_pton(AF_INET6, opt.host, tmp) == 1)
-        strcpy(opt.sni, "localhost");
-    else
-        snprintf(opt.sni, sizeof opt.sni, "%s", opt.host);
-}
-
 static void parse_args(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -295,9 +178,9 @@ static void parse_args(int argc, char **argv)
         }
     }
     if (argc < 2 || argv[1][0] == '-')
-        die_usage("name a scenario first: " PROG " fanout [options]");
+        bench_die_usage("name a scenario first: " PROG " fanout [options]");
     if (strcmp(argv[1], "fanout") != 0)
-        die_usage("unknown scenario '%s' (known: fanout)", argv[1]);
+        bench_die_usage("unknown scenario '%s' (known: fanout)", argv[1]);
 
     enum { O_URL = 256, O_SUBS, O_PUBS, O_BATCH, O_SIZE, O_INFLIGHT, O_RATE, O_DUR, O_WARMUP,
            O_THREADS, O_PID, O_TOKEN, O_COLL, O_JSON };
@@ -325,28 +208,28 @@ static void parse_args(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case O_URL: opt.url = optarg; break;
-        case O_SUBS: opt.subscribers = parse_long("--subscribers", optarg, 1, 1000000); break;
-        case O_PUBS: opt.publishers = parse_long("--publishers", optarg, 1, 10000); break;
-        case O_BATCH: opt.batch = parse_long("--batch", optarg, 1, 1000); break;
-        case O_SIZE: opt.size = parse_long("--size", optarg, MIN_SIZE, MAX_SIZE); break;
-        case O_INFLIGHT: opt.inflight = parse_long("--inflight", optarg, 1, 1024); break;
-        case O_RATE: opt.rate = parse_double("--rate", optarg, 0, 1e9); break;
-        case O_DUR: opt.duration = parse_double("--duration", optarg, 0.1, 86400); break;
-        case O_WARMUP: opt.warmup = parse_double("--warmup", optarg, 0, 3600); break;
-        case O_THREADS: opt.threads = (int)parse_long("--threads", optarg, 1, 256); break;
-        case O_PID: opt.broker_pid = (pid_t)parse_long("--broker-pid", optarg, 1, INT_MAX); break;
+        case O_SUBS: opt.subscribers = bench_option_long("--subscribers", optarg, 1, 1000000); break;
+        case O_PUBS: opt.publishers = bench_option_long("--publishers", optarg, 1, 10000); break;
+        case O_BATCH: opt.batch = bench_option_long("--batch", optarg, 1, 1000); break;
+        case O_SIZE: opt.size = bench_option_long("--size", optarg, MIN_SIZE, MAX_SIZE); break;
+        case O_INFLIGHT: opt.inflight = bench_option_long("--inflight", optarg, 1, 1024); break;
+        case O_RATE: opt.rate = bench_option_double("--rate", optarg, 0, 1e9); break;
+        case O_DUR: opt.duration = bench_option_double("--duration", optarg, 0.1, 86400); break;
+        case O_WARMUP: opt.warmup = bench_option_double("--warmup", optarg, 0, 3600); break;
+        case O_THREADS: opt.threads = (int)bench_option_long("--threads", optarg, 1, 256); break;
+        case O_PID: opt.broker_pid = (pid_t)bench_option_long("--broker-pid", optarg, 1, INT_MAX); break;
         case O_TOKEN:
             if (strlen(optarg) > 4000)
-                die_usage("--token: longer than 4000 bytes");
+                bench_die_usage("--token: longer than 4000 bytes");
             opt.token = optarg;
             break;
         case O_COLL: {
             size_t n = strlen(optarg);
             if (n == 0 || n > 128)
-                die_usage("--collection: 1 to 128 bytes");
+                bench_die_usage("--collection: 1 to 128 bytes");
             for (size_t i = 0; i < n; i++)
                 if ((unsigned char)optarg[i] < 0x20)
-                    die_usage("--collection: no control characters");
+                    bench_die_usage("--collection: no control characters");
             opt.collection = optarg;
             break;
         }
@@ -354,138 +237,29 @@ static void parse_args(int argc, char **argv)
         case '?':
         default:
             if (optopt > 0 && optopt < 256)
-                die_usage("option -%c is unknown or needs a value", optopt);
-            die_usage("option '%s' is unknown or needs a value", argv[optind - 1]);
+                bench_die_usage("option -%c is unknown or needs a value", optopt);
+            bench_die_usage("option '%s' is unknown or needs a value", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        die_usage("unexpected argument '%s'", argv[optind]);
-    parse_url(opt.url);
+        bench_die_usage("unexpected argument '%s'", argv[optind]);
+    bench_parse_url(opt.url, &opt.ep);
     long conns = opt.subscribers + opt.publishers;
     if (opt.threads > conns)
         opt.threads = (int)conns;
     if (opt.batch * (opt.size + 200) > 64L << 20)
-        die_usage("--batch x --size: a Push of %ld x %ld bytes is unreasonably large", opt.batch,
-                  opt.size);
+        bench_die_usage("--batch x --size: a Push of %ld x %ld bytes is unreasonably large",
+                        opt.batch, opt.size);
 }
 
 /* ------------------------------------------------------------------------ */
-/* time, /proc, randomness                                                   */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static long proc_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kib = -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kib = strtol(line + 6, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kib;
-}
-
-/* utime+stime of pid (all threads) in seconds, or -1. */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');       /* comm may hold spaces and parentheses */
-    if (!p)
-        return -1;
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14) {
-            ut = strtoull(tok, NULL, 10);
-        } else if (field == 15) {
-            st = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    if (field != 15)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
-}
-
-/* Machine-wide busy, softirq and steal seconds from /proc/stat, and the CPU
- * count. Steal is time the hypervisor ran something else while this VM's
- * vCPU wanted to run: on a shared host it stalls broker and tool alike. */
-struct host_cpu {
-    double busy, softirq, steal;
-    int cpus;
-    bool ok;
-};
-
-static struct host_cpu host_cpu_read(void)
-{
-    struct host_cpu h = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f)
-        return h;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        unsigned long long v[8] = {0};
-        if (strncmp(line, "cpu ", 4) == 0) {
-            if (sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                       &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-                long hz = sysconf(_SC_CLK_TCK);
-                double k = 1.0 / (double)(hz > 0 ? hz : 100);
-                /* user nice system idle iowait irq softirq steal */
-                h.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) * k;
-                h.softirq = (double)(v[5] + v[6]) * k;
-                h.steal = (double)v[7] * k;
-                h.ok = true;
-            }
-        } else if (strncmp(line, "cpu", 3) == 0 && line[3] >= '0' && line[3] <= '9') {
-            h.cpus++;
-        }
-    }
-    fclose(f);
-    return h;
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
+/* randomness                                                               */
 
 static uint64_t rand_u64(void)
 {
     uint64_t v = 0;
     if (RAND_bytes((unsigned char *)&v, sizeof v) != 1)
-        die(1, "RAND_bytes failed");
+        bench_die(1, "RAND_bytes failed");
     return v;
 }
 
@@ -562,12 +336,8 @@ enum phase {
 static _Atomic int phase = PH_SETUP;
 static _Atomic uint64_t window_start_ns = UINT64_MAX;   /* publish times in [start, end) */
 static _Atomic uint64_t window_end_ns = UINT64_MAX;     /* are recorded in the histograms */
-static volatile sig_atomic_t got_signal;
 
-static struct sockaddr_storage dst_addr;
-static socklen_t dst_len;
-static bool spread_src;
-static atomic_uint_fast64_t src_counter;
+static struct bench_dest dest;        /* the broker; sources 127.0.X.Y if loopback */
 static SSL_CTX *ssl_ctx;
 static uint64_t run_id;               /* random: event and document ids of this run */
 static _Atomic uint32_t max_message_size;  /* from Welcome.limits; 0 until known */
@@ -744,11 +514,6 @@ static bool conn_fail(struct conn *c, const char *fmt, ...)
 /* ------------------------------------------------------------------------ */
 /* sending                                                                   */
 
-static size_t frame_header_len(size_t payload_len)
-{
-    return (payload_len < 126 ? 2 : payload_len < 65536 ? 4 : 10) + 4;
-}
-
 /* Masks buf[hlen..hlen+len) and writes the header in front of it; then sends
  * the whole frame with one copy into the bufferevent. */
 static void send_framed(struct conn *c, uint8_t opcode, uint8_t *buf, size_t hlen, size_t len)
@@ -756,12 +521,7 @@ static void send_framed(struct conn *c, uint8_t opcode, uint8_t *buf, size_t hle
     uint64_t r = xs_next(&c->w->xs);
     uint8_t mask[4];
     memcpy(mask, &r, 4);
-    uint8_t head[WS_MAX_HEADER_LEN];
-    size_t h = ws_frame_header_write(head, opcode, true, len, mask);
-    /* h == hlen by construction (frame_header_len) */
-    memcpy(buf + hlen - h, head, h);
-    ws_mask_apply(buf + hlen, len, mask, 0);
-    bufferevent_write(c->bev, buf + hlen - h, h + len);
+    bench_ws_send_masked(c->bev, opcode, buf, hlen, len, mask);
 }
 
 static void send_small(struct conn *c, uint8_t opcode, const uint8_t *payload, size_t len)
@@ -769,7 +529,7 @@ static void send_small(struct conn *c, uint8_t opcode, const uint8_t *payload, s
     uint8_t frame[WS_MAX_HEADER_LEN + WS_MAX_CONTROL_PAYLOAD];
     if (len > WS_MAX_CONTROL_PAYLOAD)
         return;
-    size_t hlen = frame_header_len(len);
+    size_t hlen = bench_ws_header_len(len);
     memcpy(frame + hlen, payload, len);
     send_framed(c, opcode, frame, hlen, len);
 }
@@ -778,7 +538,7 @@ static void send_small(struct conn *c, uint8_t opcode, const uint8_t *payload, s
 static bool send_client_message(struct conn *c, const Nebula__Sync__V1__ClientMessage *m)
 {
     size_t len = nebula__sync__v1__client_message__get_packed_size(m);
-    size_t hlen = frame_header_len(len);
+    size_t hlen = bench_ws_header_len(len);
     uint8_t stackbuf[8192];
     uint8_t *buf = hlen + len <= sizeof stackbuf ? stackbuf : malloc(hlen + len);
     if (!buf)
@@ -871,7 +631,7 @@ static struct pub *pub_new(struct conn *c, long index)
     struct worker *w = c->w;
     struct pub *p = calloc(1, sizeof *p);
     if (!p)
-        die(1, "out of memory");
+        bench_die(1, "out of memory");
     size_t k = (size_t)opt.batch;
     p->index = index;
     p->next_request_id = 1;
@@ -882,7 +642,7 @@ static struct pub *pub_new(struct conn *c, long index)
     p->doc_ids = calloc(k, sizeof *p->doc_ids);
     p->data = malloc(k * (size_t)opt.size);
     if (!p->slots || !p->events || !p->event_ptrs || !p->ids || !p->doc_ids || !p->data)
-        die(1, "out of memory");
+        bench_die(1, "out of memory");
     for (size_t i = 0; i < k; i++) {
         nebula__sync__v1__event__init(&p->events[i]);
         p->event_ptrs[i] = &p->events[i];
@@ -900,7 +660,7 @@ static struct pub *pub_new(struct conn *c, long index)
         p->interval_ns = iv < 1 ? 1 : (uint64_t)iv;
         p->timer = evtimer_new(w->base, on_pub_timer, c);
         if (!p->timer)
-            die(1, "evtimer_new failed");
+            bench_die(1, "evtimer_new failed");
     }
     return p;
 }
@@ -935,8 +695,8 @@ static bool send_push(struct conn *c)
     }
     if (!slot)
         return true;                  /* cannot happen: inflight < W */
-    uint64_t ts = now_ns();
-    uint64_t wall = wall_ns();
+    uint64_t ts = bench_mono_ns();
+    uint64_t wall = bench_wall_ns();
     for (long i = 0; i < opt.batch; i++) {
         Nebula__Sync__V1__Event *e = &p->events[i];
         uint64_t n = p->counter++;
@@ -975,7 +735,7 @@ static bool send_push(struct conn *c)
     if (limit && len > limit)
         return conn_fail(c, "a Push of %zu bytes exceeds the broker's max_message_size %u: lower "
                          "--batch or --size", len, limit);
-    size_t hlen = frame_header_len(len);
+    size_t hlen = bench_ws_header_len(len);
     if (hlen + len > p->packcap) {
         uint8_t *grown = realloc(p->packbuf, hlen + len);
         if (!grown)
@@ -985,7 +745,7 @@ static bool send_push(struct conn *c)
     }
     nebula__sync__v1__client_message__pack(&m, p->packbuf + hlen);
     slot->request_id = push.request_id;
-    slot->sent_ns = now_ns();
+    slot->sent_ns = bench_mono_ns();
     send_framed(c, WS_OP_BINARY, p->packbuf, hlen, len);
     p->inflight++;
     atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
@@ -1009,7 +769,7 @@ static void pub_pump(struct conn *c)
         return;
     while (atomic_load_explicit(&phase, memory_order_relaxed) == PH_RUN && p->inflight < opt.inflight) {
         if (p->interval_ns) {
-            uint64_t now = now_ns();
+            uint64_t now = bench_mono_ns();
             if (now < p->next_due_ns) {
                 uint64_t d = p->next_due_ns - now;
                 struct timeval tv = {(time_t)(d / 1000000000u), (suseconds_t)((d % 1000000000u) / 1000u)};
@@ -1221,7 +981,7 @@ static bool on_welcome(struct conn *c, const Nebula__Sync__V1__Welcome *wm)
 static bool handle_message(struct conn *c, const uint8_t *p, size_t n)
 {
     struct worker *w = c->w;
-    uint64_t now = now_ns();
+    uint64_t now = bench_mono_ns();
     Nebula__Sync__V1__ServerMessage *m = nebula__sync__v1__server_message__unpack(&w->alloc, n, p);
     if (!m) {
         arena_reset(&w->arena);
@@ -1357,95 +1117,49 @@ static void process_frames(struct conn *c)
 /* ------------------------------------------------------------------------ */
 /* connection setup: TCP, TLS, upgrade                                       */
 
-static bool has_token(const char *list, size_t len, const char *token)
-{
-    size_t tl = strlen(token), i = 0;
-    while (i < len) {
-        while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < len && list[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
-            e--;
-        if (e - s == tl && strncasecmp(list + s, token, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Checks the 101 (head ends with CRLFCRLF). false: c failed. */
 static bool check_response(struct conn *c, const char *head, size_t len)
 {
-    const char *eol = memmem(head, len, "\r\n", 2);
-    size_t l0 = (size_t)(eol - head);
-    if (l0 < 12 || strncmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ')
+    size_t l0;
+    const char *p;
+    switch (bench_http_status_line(head, len, &l0, &p)) {
+    case BENCH_HTTP_MALFORMED:
         return conn_fail(c, "malformed status line '%.*s'", (int)(l0 > 100 ? 100 : l0), head);
-    if (strncmp(head + 9, "101", 3) != 0 || (l0 > 12 && head[12] != ' '))
+    case BENCH_HTTP_NOT_101:
         return conn_fail(c, "expected 101, got '%.*s'", (int)(l0 > 100 ? 100 : l0), head);
+    case BENCH_HTTP_101:
+        break;
+    }
     bool upgrade = false, connection = false, accept = false, proto_ok = true;
-    const char *p = eol + 2, *end = head + len;
-    while (p < end) {
-        const char *le = memmem(p, (size_t)(end - p), "\r\n", 2);
-        if (!le || le == p)
-            break;
-        const char *colon = memchr(p, ':', (size_t)(le - p));
-        if (colon) {
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1;
-            while (v < le && (*v == ' ' || *v == '\t'))
-                v++;
-            const char *ve = le;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            size_t vl = (size_t)(ve - v);
-#define HDR(name) (nl == sizeof(name) - 1 && strncasecmp(p, name, nl) == 0)
-            if (HDR("Upgrade"))
-                upgrade = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
-            else if (HDR("Connection"))
-                connection = has_token(v, vl, "upgrade");
-            else if (HDR("Sec-WebSocket-Accept"))
-                accept = vl == WS_ACCEPT_KEY_LEN && memcmp(v, c->accept, vl) == 0;
-            else if (HDR("Sec-WebSocket-Protocol"))
-                proto_ok = vl == strlen(SUBPROTOCOL) && memcmp(v, SUBPROTOCOL, vl) == 0;
-#undef HDR
-        }
-        p = le + 2;
+    struct bench_http_header h;
+    while (bench_http_next_header(&p, head + len, c->accept, &h)) {
+        if (h.kind == BENCH_HDR_UPGRADE)
+            upgrade = h.as_expected;
+        else if (h.kind == BENCH_HDR_CONNECTION)
+            connection = h.as_expected;
+        else if (h.kind == BENCH_HDR_ACCEPT)
+            accept = h.as_expected;
+        else if (h.kind == BENCH_HDR_PROTOCOL)
+            proto_ok = h.as_expected;
     }
     if (!upgrade || !connection || !accept || !proto_ok)
         return conn_fail(c, "bad 101: %s", !upgrade ? "no 'Upgrade: websocket'"
                          : !connection ? "no 'Connection: Upgrade'"
                          : !accept ? "missing or wrong Sec-WebSocket-Accept"
-                         : "a Sec-WebSocket-Protocol other than " SUBPROTOCOL);
+                         : "a Sec-WebSocket-Protocol other than " BENCH_SUBPROTOCOL);
     return true;
 }
 
 static void send_request(struct conn *c)
 {
-    uint8_t raw[16];
     char key[32];
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-        conn_fail(c, "RAND_bytes failed");
-        return;
-    }
-    EVP_EncodeBlock((unsigned char *)key, raw, sizeof raw);
-    if (!ws_handshake_accept_key(key, strlen(key), c->accept)) {
-        conn_fail(c, "ws_handshake_accept_key failed");
+    const char *err = bench_ws_new_key(key, c->accept);
+    if (err) {
+        conn_fail(c, "%s", err);
         return;
     }
     c->state = ST_HTTP;
-    evbuffer_add_printf(bufferevent_get_output(c->bev),
-                        "GET %s HTTP/1.1\r\n"
-                        "Host: %s\r\n"
-                        "Upgrade: websocket\r\n"
-                        "Connection: Upgrade\r\n"
-                        "Sec-WebSocket-Key: %s\r\n"
-                        "Sec-WebSocket-Version: 13\r\n"
-                        "Sec-WebSocket-Protocol: " SUBPROTOCOL "\r\n"
-                        "User-Agent: " PROG "\r\n"
-                        "\r\n",
-                        opt.path, opt.host_header, key);
+    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key, PROG);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -1453,14 +1167,13 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     if (c->state == ST_HTTP) {
-        struct evbuffer_ptr pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-        if (pos.pos < 0) {
+        size_t hlen;
+        const char *head = bench_http_response_head(in, &hlen);
+        if (!head) {
             if (evbuffer_get_length(in) > MAX_RESPONSE_HEAD)
                 conn_fail(c, "response head longer than %d bytes", MAX_RESPONSE_HEAD);
             return;
         }
-        size_t hlen = (size_t)pos.pos + 4;
-        const char *head = (const char *)evbuffer_pullup(in, (ev_ssize_t)hlen);
         if (!check_response(c, head, hlen))
             return;
         evbuffer_drain(in, hlen);
@@ -1496,16 +1209,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
-    if (opt.tls) {
-        unsigned long e = bufferevent_get_openssl_error(bev);
-        if (e) {
-            char buf[160];
-            ERR_error_string_n(e, buf, sizeof buf);
-            while (bufferevent_get_openssl_error(bev))
-                ;
-            conn_fail(c, "TLS error (%s): %s", ph, buf);
-            return;
-        }
+    char tls_err[160];
+    if (opt.ep.tls && bench_take_tls_error(bev, tls_err, sizeof tls_err)) {
+        conn_fail(c, "TLS error (%s): %s", ph, tls_err);
+        return;
     }
     conn_fail(c, "connection error (%s): %s", ph, err ? strerror(err) : "unknown");
 }
@@ -1565,7 +1272,7 @@ static void on_sock_read(evutil_socket_t fd, short what, void *arg)
 
 static void fast_read_start(struct conn *c)
 {
-    if (opt.tls || c->rev)
+    if (opt.ep.tls || c->rev)
         return;
     evutil_socket_t fd = bufferevent_getfd(c->bev);
     c->rev = event_new(c->w->base, fd, EV_READ | EV_PERSIST, on_sock_read, c);
@@ -1589,39 +1296,24 @@ static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
         err = errno;
     if (err) {
-        conn_fail(c, "connect to %s:%s: %s", opt.host, opt.port, strerror(err));
+        conn_fail(c, "connect to %s:%s: %s", opt.ep.host, opt.ep.port, strerror(err));
         return;
     }
     struct worker *w = c->w;
-    if (opt.tls) {
-        SSL *ssl = SSL_new(ssl_ctx);
-        if (!ssl || !SSL_set_tlsext_host_name(ssl, opt.sni)) {
-            SSL_free(ssl);
-            conn_fail(c, "SSL_new failed");
-            return;
-        }
-        c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            SSL_free(ssl);
-            conn_fail(c, "bufferevent_openssl_socket_new failed");
-            return;
-        }
-        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        c->state = ST_TLS;
-    } else {
-        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            conn_fail(c, "bufferevent_socket_new failed");
-            return;
-        }
+    const char *why;
+    c->bev = bench_bufferevent_new(w->base, fd, opt.ep.tls ? ssl_ctx : NULL, opt.ep.sni, &why);
+    if (!c->bev) {
+        conn_fail(c, "%s", why);
+        return;
     }
+    if (opt.ep.tls)
+        c->state = ST_TLS;
     c->fd = -1;
     struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, &tv, &tv);
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (!opt.tls)
+    if (!opt.ep.tls)
         send_request(c);
 }
 
@@ -1634,26 +1326,11 @@ static bool launch(struct conn *c)
     ws_reader_init(&c->rd, WS_ROLE_CLIENT, MAX_MESSAGE);
     w->live++;
     w->handshaking++;
-    int one = 1;
-    const char *what = "socket";
-    int fd = socket(dst_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const char *what;
+    int fd = bench_connect_start(&dest, &what);
     if (fd < 0)
         goto fail;
     c->fd = fd;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (spread_src) {
-        uint64_t i = atomic_fetch_add_explicit(&src_counter, 1, memory_order_relaxed);
-        struct sockaddr_in src = {.sin_family = AF_INET};
-        unsigned x = 1 + (unsigned)((i / 254) % 255), y = 1 + (unsigned)(i % 254);
-        src.sin_addr.s_addr = htonl((127u << 24) | (x << 8) | y);
-        what = "bind to 127.0.X.Y";
-        if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0 ||
-            bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
-            goto fail;
-    }
-    what = "connect";
-    if (connect(fd, (struct sockaddr *)&dst_addr, dst_len) < 0 && errno != EINPROGRESS)
-        goto fail;
     what = "event_new";
     c->cev = event_new(w->base, fd, EV_WRITE, on_tcp_connected, c);
     if (!c->cev)
@@ -1705,7 +1382,7 @@ static void on_phase(evutil_socket_t fd, short what, void *arg)
             struct conn *c = &w->conns[i];
             if (c->pub && c->pub->interval_ns) {
                 /* spread the publishers' schedules over one interval */
-                c->pub->next_due_ns = now_ns() +
+                c->pub->next_due_ns = bench_mono_ns() +
                     c->pub->interval_ns * (uint64_t)c->pub->index / (uint64_t)opt.publishers;
             }
             pub_pump(c);
@@ -1752,74 +1429,21 @@ static void set_phase(int ph)
 /* ------------------------------------------------------------------------ */
 /* main                                                                      */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    got_signal = 1;
-}
-
-static void resolve(void)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(opt.host, opt.port, &hints, &res);
-    if (rc != 0)
-        die(2, "cannot resolve '%s': %s", opt.host, gai_strerror(rc));
-    memcpy(&dst_addr, res->ai_addr, res->ai_addrlen);
-    dst_len = res->ai_addrlen;
-    freeaddrinfo(res);
-    if (dst_addr.ss_family == AF_INET) {
-        uint32_t a = ntohl(((struct sockaddr_in *)&dst_addr)->sin_addr.s_addr);
-        spread_src = (a >> 24) == 127;
-    }
-    if (!spread_src)
-        fprintf(stderr, PROG ": note: %s is not an IPv4 loopback address; source addresses are "
-                        "not spread over 127.0.X.Y\n", opt.host);
-}
-
 static void raise_nofile(void)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        die(2, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            die(2, "setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_max,
-                strerror(errno));
-    }
+    unsigned long long limit = bench_raise_nofile();
     long conns = opt.subscribers + opt.publishers;
     unsigned long long need = (unsigned long long)conns + FD_MARGIN;
-    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+    if (limit != RLIM_INFINITY && need > limit) {
         fprintf(stderr,
                 PROG ": NOT ENOUGH FILE DESCRIPTORS: %ld subscribers + %ld publishers need about "
                 "%llu descriptors (%d spare), but this process may open at most %llu (the "
                 "RLIMIT_NOFILE hard limit; the soft limit was raised to it). Use at most %lld "
                 "connections in all, or raise the hard limit (ulimit -Hn, as root). The broker "
                 "has the same kind of limit on its side.\n",
-                opt.subscribers, opt.publishers, need, FD_MARGIN, (unsigned long long)rl.rlim_cur,
-                (long long)rl.rlim_cur - FD_MARGIN);
+                opt.subscribers, opt.publishers, need, FD_MARGIN, limit, (long long)limit - FD_MARGIN);
         exit(2);
     }
-}
-
-static void setup_tls(void)
-{
-    ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!ssl_ctx)
-        die(1, "SSL_CTX_new failed");
-    if (!SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION))
-        die(1, "cannot require TLS 1.2+");
-    SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);   /* self-signed bench certificates */
-}
-
-static void sleep_until_ns(uint64_t t)
-{
-    uint64_t now = now_ns();
-    if (t <= now)
-        return;
-    uint64_t d = t - now;
-    struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
-    nanosleep(&ts, NULL);
 }
 
 struct totals {
@@ -1885,16 +1509,16 @@ struct sample {
     uint64_t t;
     struct totals tot;
     double broker_cpu, self_cpu;
-    struct host_cpu host;
+    struct bench_host_cpu host;
 };
 
 static void take_sample(struct sample *s)
 {
-    s->t = now_ns();
+    s->t = bench_mono_ns();
     sum_live(&s->tot);
-    s->broker_cpu = opt.broker_pid ? proc_cpu_s(opt.broker_pid) : -1;
-    s->self_cpu = self_cpu_s();
-    s->host = host_cpu_read();
+    s->broker_cpu = opt.broker_pid ? bench_proc_cpu_s(opt.broker_pid) : -1;
+    s->self_cpu = bench_self_cpu_s();
+    s->host = bench_host_cpu_read();
 }
 
 static void progress(const char *label, uint64_t t0, struct sample *prev)
@@ -1960,36 +1584,33 @@ static void print_hist(const char *name, const hist *h)
 
 int main(int argc, char **argv)
 {
+    bench_set_program(PROG, "(try " PROG " --help)");
     parse_args(argc, argv);
     /* Input chains come and go at a high rate: keep freed memory in the heap
      * instead of trimming it and faulting fresh pages back in. */
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     raise_nofile();
-    resolve();
+    bench_resolve(&opt.ep, &dest);
     run_id = rand_u64();
 
     long rss_before = -1, rss_after = -1;
     if (opt.broker_pid) {
-        rss_before = proc_rss_kib(opt.broker_pid);
-        if (rss_before < 0 || proc_cpu_s(opt.broker_pid) < 0)
-            die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
-                "process?)", (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
+        rss_before = bench_proc_rss_kib(opt.broker_pid);
+        if (rss_before < 0 || bench_proc_cpu_s(opt.broker_pid) < 0)
+            bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
+                      "process?)", (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
     }
     if (evthread_use_pthreads() < 0)
-        die(1, "evthread_use_pthreads failed");
-    if (opt.tls)
-        setup_tls();
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+        bench_die(1, "evthread_use_pthreads failed");
+    if (opt.ep.tls)
+        ssl_ctx = bench_tls_client_ctx(1);
+    bench_catch_signals();
 
     /* connections: subscribers and publishers dealt round-robin to threads */
     workers = calloc((size_t)opt.threads, sizeof *workers);
     if (!workers)
-        die(1, "out of memory");
+        bench_die(1, "out of memory");
     for (int i = 0; i < opt.threads; i++) {
         struct worker *w = &workers[i];
         w->id = i;
@@ -2000,22 +1621,22 @@ int main(int argc, char **argv)
         w->conns = calloc((size_t)(w->nconns ? w->nconns : 1), sizeof *w->conns);
         struct event_config *cfg = event_config_new();
         if (!cfg || !w->conns)
-            die(1, "out of memory");
+            bench_die(1, "out of memory");
         if (opt.rate > 0)
             event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
         w->base = event_base_new_with_config(cfg);
         event_config_free(cfg);
         if (!w->base)
-            die(1, "event_base_new failed");
+            bench_die(1, "event_base_new failed");
         w->phase_ev = event_new(w->base, -1, 0, on_phase, w);
         w->grace_ev = evtimer_new(w->base, on_grace, w);
         if (!w->phase_ev || !w->grace_ev)
-            die(1, "event_new failed");
+            bench_die(1, "event_new failed");
         w->xs = rand_u64() | 1;
         w->arena.buf = malloc(ARENA_BYTES);
         w->arena.cap = ARENA_BYTES;
         if (!w->arena.buf)
-            die(1, "out of memory");
+            bench_die(1, "out of memory");
         w->alloc.alloc = arena_alloc;
         w->alloc.free = arena_free;
         w->alloc.allocator_data = &w->arena;
@@ -2047,18 +1668,12 @@ int main(int argc, char **argv)
             "%ld B, %ld in flight, %s; warm-up %.1f s, window %.1f s, %d thread%s%s\n",
             opt.url, opt.collection, opt.subscribers, opt.publishers, opt.publishers == 1 ? "" : "s",
             opt.batch, opt.size, opt.inflight, rate_txt, opt.warmup, opt.duration, opt.threads,
-            opt.threads == 1 ? "" : "s", spread_src ? ", sources 127.0.X.Y" : "");
+            opt.threads == 1 ? "" : "s", dest.spread_src ? ", sources 127.0.X.Y" : "");
 
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_mono_ns();
     for (int i = 0; i < opt.threads; i++)
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
-            die(1, "pthread_create failed");
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!bench_thread_start(&workers[i].thread, worker_main, &workers[i]))
+            bench_die(1, "pthread_create failed");
 
     /* 1. setup: every subscriber subscribed, every publisher welcomed */
     bool completed = true;
@@ -2070,12 +1685,12 @@ int main(int argc, char **argv)
         sum_live(&t);
         if (t.ready_subs == opt.subscribers && t.ready_pubs == opt.publishers)
             break;
-        if (t.failed[FK_SETUP] || got_signal || now_ns() >= setup_deadline) {
+        if (t.failed[FK_SETUP] || bench_got_signal || bench_mono_ns() >= setup_deadline) {
             completed = false;
             if (t.failed[FK_SETUP])
                 snprintf(why_not, sizeof why_not, "%ld connection(s) failed during setup; first: %s",
                          t.failed[FK_SETUP], first_error(FK_SETUP));
-            else if (got_signal)
+            else if (bench_got_signal)
                 snprintf(why_not, sizeof why_not, "interrupted during setup");
             else
                 snprintf(why_not, sizeof why_not, "setup not done within %d s (%ld/%ld subscribers, "
@@ -2083,18 +1698,18 @@ int main(int argc, char **argv)
                          opt.subscribers, t.ready_pubs, opt.publishers);
             break;
         }
-        sleep_until_ns(now_ns() + 20000000u);
-        if (now_ns() >= next_tick) {
+        bench_sleep_until_ns(bench_mono_ns() + 20000000u);
+        if (bench_mono_ns() >= next_tick) {
             fprintf(stderr, "[%6.1fs] setup   subscribers ready %ld/%ld, publishers ready %ld/%ld\n",
-                    (double)(now_ns() - t0) / 1e9, t.ready_subs, opt.subscribers, t.ready_pubs,
+                    (double)(bench_mono_ns() - t0) / 1e9, t.ready_subs, opt.subscribers, t.ready_pubs,
                     opt.publishers);
             next_tick += 1000000000u;
         }
     }
-    double setup_s = (double)(now_ns() - t0) / 1e9;
+    double setup_s = (double)(bench_mono_ns() - t0) / 1e9;
 
     struct sample a = {0}, b = {0}, prev;
-    uint64_t run_t0 = now_ns(), drain_s_ns = 0;
+    uint64_t run_t0 = bench_mono_ns(), drain_s_ns = 0;
     uint64_t target = 0, tail_missing = 0;
     long behind = 0;
     bool drained = false;
@@ -2112,8 +1727,8 @@ int main(int argc, char **argv)
         take_sample(&prev);
         next_tick = run_t0 + 1000000000u;
         bool window_open = false;
-        while (!got_signal) {
-            uint64_t now = now_ns();
+        while (!bench_got_signal) {
+            uint64_t now = bench_mono_ns();
             if (!window_open && now >= ws) {
                 take_sample(&a);
                 window_open = true;
@@ -2125,9 +1740,9 @@ int main(int argc, char **argv)
                 wake = ws;
             if (we < wake)
                 wake = we;
-            sleep_until_ns(wake);
-            if (now_ns() >= next_tick) {
-                progress(now_ns() < ws ? "warm-up" : "measure", run_t0, &prev);
+            bench_sleep_until_ns(wake);
+            if (bench_mono_ns() >= next_tick) {
+                progress(bench_mono_ns() < ws ? "warm-up" : "measure", run_t0, &prev);
                 next_tick += 1000000000u;
             }
         }
@@ -2135,17 +1750,17 @@ int main(int argc, char **argv)
             take_sample(&a);
         take_sample(&b);
         if (opt.broker_pid)
-            rss_after = proc_rss_kib(opt.broker_pid);
+            rss_after = bench_proc_rss_kib(opt.broker_pid);
         set_phase(PH_STOP);
-        if (got_signal) {
+        if (bench_got_signal) {
             completed = false;
             snprintf(why_not, sizeof why_not, "interrupted");
         }
 
         /* 3. drain: every Push answered, every subscriber up to the last seq */
-        uint64_t d0 = now_ns(), ddl = d0 + (uint64_t)DRAIN_TIMEOUT_S * 1000000000u;
+        uint64_t d0 = bench_mono_ns(), ddl = d0 + (uint64_t)DRAIN_TIMEOUT_S * 1000000000u;
         next_tick = d0 + 1000000000u;
-        while (!got_signal) {
+        while (!bench_got_signal) {
             sum_live(&t);
             if (t.inflight == 0) {
                 target = t.max_seq;
@@ -2155,15 +1770,15 @@ int main(int argc, char **argv)
                     break;
                 }
             }
-            if (now_ns() >= ddl)
+            if (bench_mono_ns() >= ddl)
                 break;
-            sleep_until_ns(now_ns() + 5000000u);
-            if (now_ns() >= next_tick) {
+            bench_sleep_until_ns(bench_mono_ns() + 5000000u);
+            if (bench_mono_ns() >= next_tick) {
                 progress("drain", run_t0, &prev);
                 next_tick += 1000000000u;
             }
         }
-        drain_s_ns = now_ns() - d0;
+        drain_s_ns = bench_mono_ns() - d0;
         sum_live(&t);
         if (t.inflight == 0) {
             target = t.max_seq;
@@ -2187,7 +1802,7 @@ int main(int argc, char **argv)
 
     /* totals */
     sum_live(&t);
-    if (t.failed[FK_RUN] && (completed || !got_signal)) {
+    if (t.failed[FK_RUN] && (completed || !bench_got_signal)) {
         /* the root cause: say it even when the drain then timed out */
         completed = false;
         snprintf(why_not, sizeof why_not, "%ld connection(s) lost during the run; first: %s",

@@ -33,14 +33,10 @@
 #define _GNU_SOURCE
 #endif
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,10 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,14 +61,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "bench_common.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
-
-#define SUBPROTOCOL "nebula-sync.v1"
+#define SUBPROTOCOL BENCH_SUBPROTOCOL
 #define FD_MARGIN 100                 /* fds kept free for stdio, epoll, listeners... */
 #define MAX_RESPONSE_HEAD 8192        /* bytes of HTTP response head we accept */
 #define MAX_MESSAGE (1u << 20)        /* largest server message we accept */
@@ -90,12 +80,7 @@ enum mode { MODE_CONNECT, MODE_IDLE };
 struct options {
     enum mode mode;
     const char *url;
-    bool tls;
-    char host[256];                 /* as in the URL, without brackets */
-    char port[8];
-    char path[1024];
-    char host_header[300];
-    char sni[256];
+    struct bench_endpoint ep;       /* the URL, parsed */
     long connections;
     double duration;
     double hold;
@@ -154,110 +139,12 @@ static void usage(FILE *f, const char *argv0)
         argv0);
 }
 
-static void die_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("nebula-ws-bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(try --help)\n", stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("nebula-ws-bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
 static double parse_seconds(const char *name, const char *s, double min)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min) || v > 86400.0)
-        die_usage("%s: '%s' is not a number of seconds >= %g", name, s, min);
+    double v;
+    if (!bench_scan_double(s, min, 86400.0, &v))
+        bench_die_usage("%s: '%s' is not a number of seconds >= %g", name, s, min);
     return v;
-}
-
-static long parse_long(const char *name, const char *s, long min, long max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        die_usage("%s: '%s' is not an integer in %ld..%ld", name, s, min, max);
-    return v;
-}
-
-static void parse_url(const char *url)
-{
-    const char *p;
-    if (strncmp(url, "ws://", 5) == 0) {
-        opt.tls = false;
-        p = url + 5;
-    } else if (strncmp(url, "wss://", 6) == 0) {
-        opt.tls = true;
-        p = url + 6;
-    } else {
-        die_usage("--url: '%s' must start with ws:// or wss://", url);
-    }
-    const char *host_end;
-    const char *after;
-    if (*p == '[') {                                  /* [IPv6]:port */
-        host_end = strchr(p, ']');
-        if (!host_end)
-            die_usage("--url: unterminated '[' in '%s'", url);
-        p++;
-        after = host_end + 1;
-    } else {
-        host_end = p + strcspn(p, ":/");
-        after = host_end;
-    }
-    size_t hlen = (size_t)(host_end - p);
-    if (hlen == 0 || hlen >= sizeof opt.host)
-        die_usage("--url: bad host in '%s'", url);
-    memcpy(opt.host, p, hlen);
-    opt.host[hlen] = '\0';
-
-    const char *port = opt.tls ? "443" : "80";
-    size_t plen = strlen(port);
-    if (*after == ':') {
-        port = after + 1;
-        plen = strspn(port, "0123456789");
-        if (plen == 0 || plen > 5 || (port[plen] != '\0' && port[plen] != '/'))
-            die_usage("--url: bad port in '%s'", url);
-        after = port + plen;
-    } else if (*after != '\0' && *after != '/') {
-        die_usage("--url: cannot parse '%s'", url);
-    }
-    memcpy(opt.port, port, plen);
-    opt.port[plen] = '\0';
-    long pn = strtol(opt.port, NULL, 10);
-    if (pn < 1 || pn > 65535)
-        die_usage("--url: port %s out of range", opt.port);
-
-    const char *path = *after ? after : "/v1/sync";
-    if (strlen(path) >= sizeof opt.path || strpbrk(path, " \r\n"))
-        die_usage("--url: bad path in '%s'", url);
-    strcpy(opt.path, path);
-
-    bool v6 = strchr(opt.host, ':') != NULL;
-    snprintf(opt.host_header, sizeof opt.host_header, v6 ? "[%s]:%s" : "%s:%s", opt.host, opt.port);
-
-    /* SNI may not be an IP literal (RFC 6066): use "localhost" for those, which
-     * is what a self-signed bench certificate names. */
-    unsigned char tmp[16];
-    if (inet_pton(AF_INET, opt.host, tmp) == 1 || inet_pton(AF_INET6, opt.host, tmp) == 1)
-        strcpy(opt.sni, "localhost");
-    else
-        snprintf(opt.sni, sizeof opt.sni, "%s", opt.host);
 }
 
 static void parse_args(int argc, char **argv)
@@ -290,34 +177,34 @@ static void parse_args(int argc, char **argv)
             else if (strcmp(optarg, "idle") == 0)
                 opt.mode = MODE_IDLE;
             else
-                die_usage("--mode: '%s' is neither connect nor idle", optarg);
+                bench_die_usage("--mode: '%s' is neither connect nor idle", optarg);
             break;
-        case O_CONN: opt.connections = parse_long("--connections", optarg, 1, 10000000); break;
+        case O_CONN: opt.connections = bench_option_long("--connections", optarg, 1, 10000000); break;
         case O_DUR: opt.duration = parse_seconds("--duration", optarg, 0.1); break;
         case O_HOLD: opt.hold = parse_seconds("--hold", optarg, 0.0); break;
-        case O_RAMP: opt.ramp = parse_long("--ramp", optarg, 1, 1000000); break;
+        case O_RAMP: opt.ramp = bench_option_long("--ramp", optarg, 1, 1000000); break;
         case O_TIMEOUT: opt.timeout = parse_seconds("--timeout", optarg, 0.1); break;
-        case O_PID: opt.broker_pid = (pid_t)parse_long("--broker-pid", optarg, 1, INT_MAX); break;
-        case O_THREADS: opt.threads = (int)parse_long("--threads", optarg, 1, 256); break;
+        case O_PID: opt.broker_pid = (pid_t)bench_option_long("--broker-pid", optarg, 1, INT_MAX); break;
+        case O_THREADS: opt.threads = (int)bench_option_long("--threads", optarg, 1, 256); break;
         case O_JSON: opt.json_path = optarg; break;
         case O_TOKEN:
             if (strlen(optarg) > 4000)
-                die_usage("--token: longer than 4000 bytes");
+                bench_die_usage("--token: longer than 4000 bytes");
             opt.token = optarg;
             break;
         case 'h': usage(stdout, argv[0]); exit(0);
         case '?':
         default:
             if (optopt > 0 && optopt < 256)
-                die_usage("option -%c is unknown or needs a value", optopt);
-            die_usage("option '%s' is unknown or needs a value", argv[optind - 1]);
+                bench_die_usage("option -%c is unknown or needs a value", optopt);
+            bench_die_usage("option '%s' is unknown or needs a value", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        die_usage("unexpected argument '%s'", argv[optind]);
+        bench_die_usage("unexpected argument '%s'", argv[optind]);
     if (!opt.url)
-        die_usage("--url is required");
-    parse_url(opt.url);
+        bench_die_usage("--url is required");
+    bench_parse_url(opt.url, &opt.ep);
     if (opt.connections == 0)
         opt.connections = opt.mode == MODE_CONNECT ? 64 : 1000;
     if (opt.threads > opt.connections)
@@ -326,112 +213,6 @@ static void parse_args(int argc, char **argv)
 
 /* ------------------------------------------------------------------------ */
 /* time, /proc                                                               */
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* VmRSS of pid in KiB, or -1. */
-static long proc_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kib = -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kib = strtol(line + 6, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kib;
-}
-
-/* utime+stime of pid in seconds, or -1. */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* comm may contain spaces and parentheses: fields resume after the last ')'.
-     * Then: 3 state, 4 ppid, ... 14 utime, 15 stime. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    p++;
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14)
-            ut = strtoull(tok, NULL, 10);
-        else if (field == 15) {
-            st = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    if (field != 15)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
-}
-
-/* Machine-wide CPU time from /proc/stat, in seconds: busy (everything but
- * idle and iowait), the softirq part of it (the loopback network stack, which
- * no process is charged for), and the number of CPUs. Lets the summary say
- * whether something other than the broker and this tool was using the CPUs. */
-struct host_cpu {
-    double busy, softirq;
-    int cpus;
-    bool ok;
-};
-
-static struct host_cpu host_cpu_read(void)
-{
-    struct host_cpu h = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f)
-        return h;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        unsigned long long v[8] = {0};
-        if (strncmp(line, "cpu ", 4) == 0) {
-            if (sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                       &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-                long hz = sysconf(_SC_CLK_TCK);
-                double k = 1.0 / (double)(hz > 0 ? hz : 100);
-                /* user nice system idle iowait irq softirq steal */
-                h.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) * k;
-                h.softirq = (double)(v[5] + v[6]) * k;
-                h.ok = true;
-            }
-        } else if (strncmp(line, "cpu", 3) == 0 && line[3] >= '0' && line[3] <= '9') {
-            h.cpus++;
-        }
-    }
-    fclose(f);
-    return h;
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
 
 /* ------------------------------------------------------------------------ */
 /* shared state                                                              */
@@ -453,13 +234,9 @@ static const char *const fail_names[F_COUNT] = {
     "websocket frame", "not a welcome", "closed by broker",
 };
 
-static struct sockaddr_storage dst_addr;
-static socklen_t dst_len;
-static bool spread_src;                 /* bind sources to 127.0.X.Y */
-static atomic_uint_fast64_t src_counter;
+static struct bench_dest dest;          /* the broker; sources 127.0.X.Y if loopback */
 static SSL_CTX *ssl_ctx;
 static atomic_bool ramp_over;           /* idle mode: stop opening new connections */
-static volatile sig_atomic_t got_signal;
 
 static pthread_mutex_t tls_info_lock = PTHREAD_MUTEX_INITIALIZER;
 static char tls_info[256];              /* negotiated version/cipher/key of the first connection */
@@ -612,10 +389,9 @@ static void send_frame(struct conn *c, uint8_t opcode, const uint8_t *payload, s
     if (len > sizeof frame - WS_MAX_HEADER_LEN)
         return;
     RAND_bytes(mask, sizeof mask);
-    size_t h = ws_frame_header_write(frame, opcode, true, len, mask);
+    size_t h = bench_ws_header_len(len);
     memcpy(frame + h, payload, len);
-    ws_mask_apply(frame + h, len, mask, 0);
-    bufferevent_write(c->bev, frame, h + len);
+    bench_ws_send_masked(c->bev, opcode, frame, h, len, mask);
 }
 
 static size_t put_varint(uint8_t *p, size_t v)
@@ -666,27 +442,15 @@ static void send_hello(struct conn *c)
 
 static void send_request(struct conn *c)
 {
-    uint8_t raw[16];
     char key[32];
-    RAND_bytes(raw, sizeof raw);
-    EVP_EncodeBlock((unsigned char *)key, raw, sizeof raw);   /* 24 chars + NUL */
-    if (!ws_handshake_accept_key(key, strlen(key), c->accept)) {
-        conn_fail(c, F_HTTP, "ws_handshake_accept_key failed");
+    const char *err = bench_ws_new_key(key, c->accept);
+    if (err) {
+        conn_fail(c, F_HTTP, "%s", err);
         return;
     }
-    c->t_req = now_us();
+    c->t_req = bench_mono_us();
     c->state = ST_HTTP;
-    evbuffer_add_printf(bufferevent_get_output(c->bev),
-                        "GET %s HTTP/1.1\r\n"
-                        "Host: %s\r\n"
-                        "Upgrade: websocket\r\n"
-                        "Connection: Upgrade\r\n"
-                        "Sec-WebSocket-Key: %s\r\n"
-                        "Sec-WebSocket-Version: 13\r\n"
-                        "Sec-WebSocket-Protocol: " SUBPROTOCOL "\r\n"
-                        "User-Agent: nebula-ws-bench\r\n"
-                        "\r\n",
-                        opt.path, opt.host_header, key);
+    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key, "nebula-ws-bench");
 }
 
 static void close_politely(struct conn *c)
@@ -708,7 +472,7 @@ static void close_politely(struct conn *c)
 static void on_welcome(struct conn *c)
 {
     struct worker *w = c->w;
-    uint64_t t = now_us();
+    uint64_t t = bench_mono_us();
     record_latency(w, t - c->t0);
     w->sum_tcp += c->t_tcp - c->t0;
     w->sum_tls += c->t_tls - c->t_tcp;
@@ -725,79 +489,47 @@ static void on_welcome(struct conn *c)
     refill(w);
 }
 
-/* Case-insensitive: does the comma-separated list contain token? */
-static bool has_token(const char *list, size_t len, const char *token)
-{
-    size_t tl = strlen(token);
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < len && list[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
-            e--;
-        if (e - s == tl && strncasecmp(list + s, token, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Checks the response head (ends with CRLFCRLF). Returns false after failing c. */
 static bool check_response(struct conn *c, const char *head, size_t len)
 {
-    const char *eol = memmem(head, len, "\r\n", 2);
-    size_t l0 = (size_t)(eol - head);
-    if (l0 < 12 || strncmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ') {
+    size_t l0;
+    const char *p;
+    switch (bench_http_status_line(head, len, &l0, &p)) {
+    case BENCH_HTTP_MALFORMED:
         conn_fail(c, F_HTTP, "malformed status line: '%.*s'", (int)(l0 > 100 ? 100 : l0), head);
         return false;
-    }
-    if (strncmp(head + 9, "101", 3) != 0 || (l0 > 12 && head[12] != ' ')) {
+    case BENCH_HTTP_NOT_101:
         conn_fail(c, F_HTTP, "expected 101, got '%.*s'", (int)(l0 > 100 ? 100 : l0), head);
         return false;
+    case BENCH_HTTP_101:
+        break;
     }
     bool upgrade = false, connection = false, accept = false, proto = false;
-    const char *p = eol + 2;
-    const char *end = head + len;
-    while (p < end) {
-        const char *le = memmem(p, (size_t)(end - p), "\r\n", 2);
-        if (!le || le == p)
-            break;
-        const char *colon = memchr(p, ':', (size_t)(le - p));
-        if (colon) {
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1;
-            while (v < le && (*v == ' ' || *v == '\t'))
-                v++;
-            const char *ve = le;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            size_t vl = (size_t)(ve - v);
-#define HDR(name) (nl == sizeof(name) - 1 && strncasecmp(p, name, nl) == 0)
-            if (HDR("Upgrade"))
-                upgrade = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
-            else if (HDR("Connection"))
-                connection = has_token(v, vl, "upgrade");
-            else if (HDR("Sec-WebSocket-Accept")) {
-                if (vl != WS_ACCEPT_KEY_LEN || memcmp(v, c->accept, vl) != 0) {
-                    conn_fail(c, F_UPGRADE, "Sec-WebSocket-Accept '%.*s', expected '%s'",
-                              (int)(vl > 60 ? 60 : vl), v, c->accept);
-                    return false;
-                }
-                accept = true;
-            } else if (HDR("Sec-WebSocket-Protocol")) {
-                proto = vl == strlen(SUBPROTOCOL) && memcmp(v, SUBPROTOCOL, vl) == 0;
-                if (!proto) {
-                    conn_fail(c, F_UPGRADE, "Sec-WebSocket-Protocol '%.*s', expected " SUBPROTOCOL,
-                              (int)(vl > 60 ? 60 : vl), v);
-                    return false;
-                }
+    struct bench_http_header h;
+    while (bench_http_next_header(&p, head + len, c->accept, &h)) {
+        int vl = (int)(h.value_len > 60 ? 60 : h.value_len);
+        switch (h.kind) {
+        case BENCH_HDR_UPGRADE: upgrade = h.as_expected; break;
+        case BENCH_HDR_CONNECTION: connection = h.as_expected; break;
+        case BENCH_HDR_ACCEPT:
+            if (!h.as_expected) {
+                conn_fail(c, F_UPGRADE, "Sec-WebSocket-Accept '%.*s', expected '%s'", vl, h.value,
+                          c->accept);
+                return false;
             }
-#undef HDR
+            accept = true;
+            break;
+        case BENCH_HDR_PROTOCOL:
+            proto = h.as_expected;
+            if (!proto) {
+                conn_fail(c, F_UPGRADE, "Sec-WebSocket-Protocol '%.*s', expected " SUBPROTOCOL, vl,
+                          h.value);
+                return false;
+            }
+            break;
+        case BENCH_HDR_OTHER:
+            break;
         }
-        p = le + 2;
     }
     if (!upgrade || !connection || !accept || !proto) {
         conn_fail(c, F_UPGRADE, "101 without %s", !upgrade ? "'Upgrade: websocket'"
@@ -919,7 +651,7 @@ static void process_frames(struct conn *c)
                 return;
             }
             evbuffer_drain(in, f.frame_len);
-            c->w->sum_welcome += now_us() - c->t_req;   /* t_req was reset at the Hello */
+            c->w->sum_welcome += bench_mono_us() - c->t_req;   /* t_req was reset at the Hello */
             on_welcome(c);
             continue;
         }
@@ -933,18 +665,17 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     if (c->state == ST_HTTP) {
-        struct evbuffer_ptr pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-        if (pos.pos < 0) {
+        size_t hlen;
+        const char *head = bench_http_response_head(in, &hlen);
+        if (!head) {
             if (evbuffer_get_length(in) > MAX_RESPONSE_HEAD)
                 conn_fail(c, F_HTTP, "response head longer than %d bytes", MAX_RESPONSE_HEAD);
             return;
         }
-        size_t hlen = (size_t)pos.pos + 4;
-        const char *head = (const char *)evbuffer_pullup(in, (ev_ssize_t)hlen);
         if (!check_response(c, head, hlen))
             return;
         evbuffer_drain(in, hlen);
-        uint64_t t = now_us();
+        uint64_t t = bench_mono_us();
         c->w->sum_upgrade += t - c->t_req;
         c->t_req = t;
         c->state = ST_WELCOME;
@@ -984,7 +715,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {             /* TLS handshake done */
-        c->t_tls = now_us();
+        c->t_tls = bench_mono_us();
         if (!tls_info[0])
             note_tls_info(c);
         send_request(c);
@@ -1013,16 +744,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
-    if (opt.tls) {
-        unsigned long e = bufferevent_get_openssl_error(bev);
-        if (e) {
-            char buf[160];
-            ERR_error_string_n(e, buf, sizeof buf);
-            while (bufferevent_get_openssl_error(bev))
-                ;
-            conn_fail(c, c->state == ST_TLS ? F_TLS : F_CLOSED, "TLS error during %s: %s", ph, buf);
-            return;
-        }
+    char tls_err[160];
+    if (opt.ep.tls && bench_take_tls_error(bev, tls_err, sizeof tls_err)) {
+        conn_fail(c, c->state == ST_TLS ? F_TLS : F_CLOSED, "TLS error during %s: %s", ph, tls_err);
+        return;
     }
     conn_fail(c, c->state == ST_TLS ? F_TLS : F_CLOSED, "connection error during %s: %s", ph,
               err ? strerror(err) : "unknown");
@@ -1042,40 +767,25 @@ static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
         err = errno;
     if (err) {
-        conn_fail(c, F_CONNECT, "connect to %s:%s: %s", opt.host, opt.port, strerror(err));
+        conn_fail(c, F_CONNECT, "connect to %s:%s: %s", opt.ep.host, opt.ep.port, strerror(err));
         return;
     }
     struct worker *w = c->w;
-    c->t_tcp = c->t_tls = now_us();
-    if (opt.tls) {
-        SSL *ssl = SSL_new(ssl_ctx);
-        if (!ssl || !SSL_set_tlsext_host_name(ssl, opt.sni)) {
-            SSL_free(ssl);
-            conn_fail(c, F_TLS, "SSL_new failed");
-            return;
-        }
-        c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            SSL_free(ssl);
-            conn_fail(c, F_TLS, "bufferevent_openssl_socket_new failed");
-            return;
-        }
-        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        c->state = ST_TLS;
-    } else {
-        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            conn_fail(c, F_CONNECT, "bufferevent_socket_new failed");
-            return;
-        }
+    c->t_tcp = c->t_tls = bench_mono_us();
+    const char *why;
+    c->bev = bench_bufferevent_new(w->base, fd, opt.ep.tls ? ssl_ctx : NULL, opt.ep.sni, &why);
+    if (!c->bev) {
+        conn_fail(c, opt.ep.tls ? F_TLS : F_CONNECT, "%s", why);
+        return;
     }
+    if (opt.ep.tls)
+        c->state = ST_TLS;
     c->fd = -1;                                   /* the bufferevent owns it now */
     struct timeval tv = {(time_t)opt.timeout, (suseconds_t)((opt.timeout - (long)opt.timeout) * 1e6)};
     bufferevent_set_timeouts(c->bev, &tv, &tv);
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (!opt.tls)
+    if (!opt.ep.tls)
         send_request(c);
 }
 
@@ -1091,7 +801,7 @@ static bool launch(struct worker *w)
     c->w = w;
     c->fd = -1;
     c->state = ST_TCP;
-    c->t0 = now_us();
+    c->t0 = bench_mono_us();
     ws_reader_init(&c->rd, WS_ROLE_CLIENT, MAX_MESSAGE);
     list_add(w, c);
     w->live++;
@@ -1099,26 +809,11 @@ static bool launch(struct worker *w)
     w->handshaking++;
     atomic_store_explicit(&w->inflight, w->handshaking, memory_order_relaxed);
 
-    const char *what = "socket";
-    int fd = socket(dst_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const char *what;
+    int fd = bench_connect_start(&dest, &what);
     if (fd < 0)
         goto fail;
     c->fd = fd;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (spread_src) {
-        uint64_t i = atomic_fetch_add_explicit(&src_counter, 1, memory_order_relaxed);
-        struct sockaddr_in src = {.sin_family = AF_INET};
-        unsigned x = 1 + (unsigned)((i / 254) % 255), y = 1 + (unsigned)(i % 254);
-        src.sin_addr.s_addr = htonl((127u << 24) | (x << 8) | y);
-        what = "bind to 127.0.X.Y";
-        if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0 ||
-            bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
-            goto fail;
-    }
-    what = "connect";
-    if (connect(fd, (struct sockaddr *)&dst_addr, dst_len) < 0 && errno != EINPROGRESS)
-        goto fail;
     what = "event_new";
     c->cev = event_new(w->base, fd, EV_WRITE, on_tcp_connected, c);
     if (!c->cev)
@@ -1221,63 +916,25 @@ static void *worker_main(void *arg)
 /* ------------------------------------------------------------------------ */
 /* main                                                                      */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    got_signal = 1;
-}
-
-static void resolve(void)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(opt.host, opt.port, &hints, &res);
-    if (rc != 0)
-        die("cannot resolve '%s': %s", opt.host, gai_strerror(rc));
-    memcpy(&dst_addr, res->ai_addr, res->ai_addrlen);
-    dst_len = res->ai_addrlen;
-    freeaddrinfo(res);
-    if (dst_addr.ss_family == AF_INET) {
-        uint32_t a = ntohl(((struct sockaddr_in *)&dst_addr)->sin_addr.s_addr);
-        spread_src = (a >> 24) == 127;
-    }
-    if (!spread_src)
-        fprintf(stderr, "nebula-ws-bench: note: %s is not an IPv4 loopback address; source "
-                        "addresses are not spread over 127.0.X.Y\n", opt.host);
-}
-
 static void raise_nofile(void)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        die("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            die("setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_max,
-                strerror(errno));
-    }
+    unsigned long long limit = bench_raise_nofile();
     unsigned long long need = (unsigned long long)opt.connections + FD_MARGIN;
-    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+    if (limit != RLIM_INFINITY && need > limit) {
         fprintf(stderr,
                 "nebula-ws-bench: --connections %ld needs about %llu file descriptors "
                 "(%ld + %d spare), but this process may open at most %llu (RLIMIT_NOFILE hard "
                 "limit). Use --connections %lld or less, or raise the hard limit "
                 "(ulimit -Hn as root). The broker has the same limit on its side.\n",
-                opt.connections, need, opt.connections, FD_MARGIN,
-                (unsigned long long)rl.rlim_cur, (long long)rl.rlim_cur - FD_MARGIN);
+                opt.connections, need, opt.connections, FD_MARGIN, limit,
+                (long long)limit - FD_MARGIN);
         exit(2);
     }
 }
 
 static void setup_tls(void)
 {
-    ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!ssl_ctx)
-        die("SSL_CTX_new failed");
-    if (!SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION))
-        die("cannot require TLS 1.2+");
-    /* bench against self-signed certificates: no verification */
-    SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
+    ssl_ctx = bench_tls_client_ctx(2);
     /* every connection a full handshake: no session resumption */
     SSL_CTX_set_session_cache_mode(ssl_ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ssl_ctx, SSL_OP_NO_TICKET);
@@ -1310,16 +967,6 @@ static void sum_live(struct totals *t)
     }
 }
 
-static void sleep_until(uint64_t t_us)
-{
-    uint64_t now = now_us();
-    if (t_us <= now)
-        return;
-    uint64_t d = t_us - now;
-    struct timespec ts = {(time_t)(d / 1000000u), (long)(d % 1000000u) * 1000};
-    nanosleep(&ts, NULL);                         /* EINTR on a signal: fine */
-}
-
 static void stop_workers(void)
 {
     for (int i = 0; i < opt.threads; i++)
@@ -1332,7 +979,7 @@ static void progress(uint64_t t0, long *last_ok, long rss)
 {
     struct totals t;
     sum_live(&t);
-    double el = (double)(now_us() - t0) / 1e6;
+    double el = (double)(bench_mono_us() - t0) / 1e6;
     if (opt.mode == MODE_CONNECT)
         fprintf(stderr, "[%5.1fs] handshakes %ld (+%ld/s)  failures %ld  in flight %ld\n", el,
                 t.ok, t.ok - *last_ok, t.failed, t.inflight);
@@ -1348,69 +995,59 @@ static void progress(uint64_t t0, long *last_ok, long rss)
 
 int main(int argc, char **argv)
 {
+    bench_set_program("nebula-ws-bench", "(try --help)");
     parse_args(argc, argv);
     raise_nofile();
-    resolve();
+    bench_resolve(&opt.ep, &dest);
 
     long rss_before = -1, rss_after = -1;
     double cpu_before = -1, cpu_after = -1;
     if (opt.broker_pid) {
-        rss_before = proc_rss_kib(opt.broker_pid);
-        cpu_before = proc_cpu_s(opt.broker_pid);
+        rss_before = bench_proc_rss_kib(opt.broker_pid);
+        cpu_before = bench_proc_cpu_s(opt.broker_pid);
         if (rss_before < 0 || cpu_before < 0)
-            die("--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such process?)",
-                (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
+            bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
+                      "process?)", (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
     } else if (opt.mode == MODE_IDLE) {
         fprintf(stderr, "nebula-ws-bench: note: without --broker-pid the broker's memory is not "
                         "measured\n");
     }
 
     if (evthread_use_pthreads() < 0)
-        die("evthread_use_pthreads failed");
-    if (opt.tls)
+        bench_die(2, "evthread_use_pthreads failed");
+    if (opt.ep.tls)
         setup_tls();
 
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    bench_catch_signals();
 
     workers = calloc((size_t)opt.threads, sizeof *workers);
     if (!workers)
-        die("out of memory");
+        bench_die(2, "out of memory");
     for (int i = 0; i < opt.threads; i++) {
         struct worker *w = &workers[i];
         w->id = i;
         w->target = opt.connections / opt.threads + (i < opt.connections % opt.threads);
         w->base = event_base_new();
         if (!w->base)
-            die("event_base_new failed");
+            bench_die(2, "event_base_new failed");
         w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
         w->retry_ev = evtimer_new(w->base, on_retry, w);
         w->grace_ev = evtimer_new(w->base, on_grace, w);
         if (!w->stop_ev || !w->retry_ev || !w->grace_ev)
-            die("event_new failed");
+            bench_die(2, "event_new failed");
     }
 
     fprintf(stderr, "nebula-ws-bench: %s %s, %ld %s, %d thread%s%s\n",
             opt.mode == MODE_CONNECT ? "connect" : "idle", opt.url, opt.connections,
             opt.mode == MODE_CONNECT ? "in flight" : "connections", opt.threads,
-            opt.threads == 1 ? "" : "s", spread_src ? ", sources 127.0.X.Y" : "");
+            opt.threads == 1 ? "" : "s", dest.spread_src ? ", sources 127.0.X.Y" : "");
 
-    /* signals go to the main thread only */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    double self_cpu0 = self_cpu_s();
-    struct host_cpu host0 = host_cpu_read();
-    uint64_t t0 = now_us();
+    double self_cpu0 = bench_self_cpu_s();
+    struct bench_host_cpu host0 = bench_host_cpu_read();
+    uint64_t t0 = bench_mono_us();
     for (int i = 0; i < opt.threads; i++)
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
-            die("pthread_create failed");
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!bench_thread_start(&workers[i].thread, worker_main, &workers[i]))
+            bench_die(2, "pthread_create failed");
 
     long last_ok = 0;
     uint64_t next_tick = t0 + 1000000;
@@ -1420,16 +1057,16 @@ int main(int argc, char **argv)
 
     if (opt.mode == MODE_CONNECT) {
         uint64_t deadline = t0 + (uint64_t)(opt.duration * 1e6);
-        while (!got_signal && now_us() < deadline) {
-            sleep_until(next_tick < deadline ? next_tick : deadline);
-            if (now_us() >= next_tick) {
+        while (!bench_got_signal && bench_mono_us() < deadline) {
+            bench_sleep_until_us(next_tick < deadline ? next_tick : deadline);
+            if (bench_mono_us() >= next_tick) {
                 progress(t0, &last_ok, -1);
                 next_tick += 1000000;
             }
         }
-        t_end = now_us();
+        t_end = bench_mono_us();
         if (opt.broker_pid)
-            cpu_after = proc_cpu_s(opt.broker_pid);
+            cpu_after = bench_proc_cpu_s(opt.broker_pid);
     } else {
         uint64_t deadline = t0 + (uint64_t)(opt.duration * 1e6);
         bool timed_out = false;
@@ -1438,34 +1075,34 @@ int main(int argc, char **argv)
             sum_live(&t);
             if (t.ok + t.failed >= opt.connections)
                 break;
-            if (got_signal)
+            if (bench_got_signal)
                 break;
-            if (now_us() >= deadline) {
+            if (bench_mono_us() >= deadline) {
                 timed_out = true;
                 break;
             }
-            uint64_t wake = now_us() + 50000;
-            sleep_until(wake < next_tick ? wake : next_tick);
-            if (now_us() >= next_tick) {
-                progress(t0, &last_ok, opt.broker_pid ? proc_rss_kib(opt.broker_pid) : -1);
+            uint64_t wake = bench_mono_us() + 50000;
+            bench_sleep_until_us(wake < next_tick ? wake : next_tick);
+            if (bench_mono_us() >= next_tick) {
+                progress(t0, &last_ok, opt.broker_pid ? bench_proc_rss_kib(opt.broker_pid) : -1);
                 next_tick += 1000000;
             }
         }
         atomic_store(&ramp_over, true);
-        t_ramp_end = now_us();
+        t_ramp_end = bench_mono_us();
         if (opt.broker_pid)
-            cpu_ramp = proc_cpu_s(opt.broker_pid);
+            cpu_ramp = bench_proc_cpu_s(opt.broker_pid);
         if (timed_out)
             fprintf(stderr, "nebula-ws-bench: could not open %ld connections within --duration "
                             "%.1f s; holding what is open\n", opt.connections, opt.duration);
-        else if (!got_signal)
+        else if (!bench_got_signal)
             fprintf(stderr, "nebula-ws-bench: opening done in %.2f s; holding %.1f s\n",
                     (double)(t_ramp_end - t0) / 1e6, opt.hold);
         uint64_t hold_end = t_ramp_end + (uint64_t)(opt.hold * 1e6);
-        while (!got_signal && now_us() < hold_end) {
-            sleep_until(next_tick < hold_end ? next_tick : hold_end);
-            if (now_us() >= next_tick) {
-                progress(t0, &last_ok, opt.broker_pid ? proc_rss_kib(opt.broker_pid) : -1);
+        while (!bench_got_signal && bench_mono_us() < hold_end) {
+            bench_sleep_until_us(next_tick < hold_end ? next_tick : hold_end);
+            if (bench_mono_us() >= next_tick) {
+                progress(t0, &last_ok, opt.broker_pid ? bench_proc_rss_kib(opt.broker_pid) : -1);
                 next_tick += 1000000;
             }
         }
@@ -1473,17 +1110,17 @@ int main(int argc, char **argv)
         sum_live(&t);
         open_at_measure = t.open_idle;
         if (opt.broker_pid) {
-            rss_after = proc_rss_kib(opt.broker_pid);
-            cpu_after = proc_cpu_s(opt.broker_pid);
+            rss_after = bench_proc_rss_kib(opt.broker_pid);
+            cpu_after = bench_proc_cpu_s(opt.broker_pid);
         }
-        t_end = now_us();
+        t_end = bench_mono_us();
     }
-    if (got_signal)
+    if (bench_got_signal)
         fprintf(stderr, "nebula-ws-bench: interrupted, stopping\n");
 
     stop_workers();
-    double self_cpu = self_cpu_s() - self_cpu0;
-    struct host_cpu host1 = host_cpu_read();
+    double self_cpu = bench_self_cpu_s() - self_cpu0;
+    struct bench_host_cpu host1 = bench_host_cpu_read();
 
     /* totals after join: everything is quiescent */
     struct totals tot;
@@ -1501,7 +1138,7 @@ int main(int argc, char **argv)
     }
     uint32_t *lat = malloc((nlat ? nlat : 1) * sizeof *lat);
     if (!lat)
-        die("out of memory");
+        bench_die(2, "out of memory");
     size_t k = 0;
     for (int i = 0; i < opt.threads; i++) {
         if (workers[i].nlat)
@@ -1525,9 +1162,9 @@ int main(int argc, char **argv)
 
     /* summary */
     printf("nebula-ws-bench %s %s (%s), %d client thread%s\n",
-           opt.mode == MODE_CONNECT ? "connect" : "idle", opt.url, opt.tls ? "TLS" : "plain",
+           opt.mode == MODE_CONNECT ? "connect" : "idle", opt.url, opt.ep.tls ? "TLS" : "plain",
            opt.threads, opt.threads == 1 ? "" : "s");
-    if (opt.tls && tls_info[0])
+    if (opt.ep.tls && tls_info[0])
         printf("  tls                     %s\n", tls_info);
     double per_s = 0, per_cpu = 0, kib_per_conn = 0;
     if (opt.mode == MODE_CONNECT) {
@@ -1585,11 +1222,11 @@ int main(int argc, char **argv)
                ? " (the client may be the bottleneck: try more --threads/cores)" : "");
     double other_cores = -1;
     if (host0.ok && host1.ok && host1.cpus > 0) {
-        double wall = (double)(now_us() - t0) / 1e6;
+        double wall = (double)(bench_mono_us() - t0) / 1e6;
         double busy = (host1.busy - host0.busy) / wall, sirq = (host1.softirq - host0.softirq) / wall;
         double b = 0;
         if (opt.broker_pid) {
-            double c = proc_cpu_s(opt.broker_pid);
+            double c = bench_proc_cpu_s(opt.broker_pid);
             b = c >= 0 ? (c - cpu_before) / wall : 0;
         }
         double me = self_cpu / wall;
@@ -1613,7 +1250,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(j, "{\n  \"mode\": \"%s\",\n  \"tls\": %s,\n  \"threads\": %d,\n"
                        "  \"connections\": %ld,\n  \"elapsed_s\": %.3f,\n",
-                    opt.mode == MODE_CONNECT ? "connect" : "idle", opt.tls ? "true" : "false",
+                    opt.mode == MODE_CONNECT ? "connect" : "idle", opt.ep.tls ? "true" : "false",
                     opt.threads, opt.connections, elapsed);
             fprintf(j, "  \"handshakes\": %ld,\n  \"failures\": %ld,\n", tot.ok, tot.failed);
             if (opt.mode == MODE_CONNECT)
@@ -1629,7 +1266,7 @@ int main(int argc, char **argv)
             if (broker_cpu >= 0)
                 fprintf(j, "  \"broker_cpu_s\": %.3f,\n  \"handshakes_per_broker_cpu_s\": %.1f,\n",
                         broker_cpu, per_cpu);
-            if (opt.tls && tls_info[0])
+            if (opt.ep.tls && tls_info[0])
                 fprintf(j, "  \"tls_info\": \"%s\",\n", tls_info);
             if (other_cores >= 0)
                 fprintf(j, "  \"other_processes_cpu_cores\": %.2f,\n", other_cores);
