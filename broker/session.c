@@ -438,11 +438,18 @@ static ws_read_status next_frame(session *s, struct evbuffer *input, ws_frame *f
     }
 }
 
+/* The hard cap, checked while the peer keeps sending (e.g. pings it never
+ * reads the pongs of): well above what live delivery may queue
+ * (max_output_buffer, after which subscribers pause) and above a few
+ * maximum-size messages. */
 static bool output_overloaded(session *s)
 {
-    size_t cap = s->host->broker->max_message_size * 4;
-    if (cap < SESSION_MIN_OUTPUT_CAP)
-        cap = SESSION_MIN_OUTPUT_CAP;
+    const broker_context *broker = s->host->broker;
+    size_t cap = SESSION_MIN_OUTPUT_CAP;
+    if (cap < broker->max_message_size * 4)
+        cap = broker->max_message_size * 4;
+    if (cap < broker->max_output_buffer * 2)
+        cap = broker->max_output_buffer * 2;
     return evbuffer_get_length(session_output(s)) > cap;
 }
 
