@@ -28,7 +28,8 @@ esac
 
 bash tools/install-deps.sh
 jobs=$(nproc)
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DNEBULA_SANITIZE="$sanitize" >/dev/null
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DNEBULA_SANITIZE="$sanitize" \
+  -DNEBULA_TESTS=ON >/dev/null
 cmake --build "$build_dir" -j "$jobs"
 
 # Sanitizer reports fail the run; the daemon's exit status carries them too.
