@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <uthash.h>
 
@@ -25,6 +26,9 @@
 #define CATCHUP_PAGE_EVENTS 512
 #define SNAPSHOT_PAGE_DOCUMENTS 256
 #define DELIVER_BATCH 256
+/* Storage that answers inline would otherwise recurse once per catch-up
+ * page; past this depth the next page is fetched in the next loop turn. */
+#define CATCH_UP_MAX_DEPTH 8
 
 typedef enum sub_mode {
     SUB_CATCHING_UP,   /* fed from storage */
@@ -57,7 +61,12 @@ struct local_channel {
 
 struct sync_worker {
     broker_context *broker;
+    struct event_base *base;
     int index;
+    int catch_up_depth;          /* nested inline catch-up pages right now */
+    struct event *deferred_event;  /* runs the deferred catch-ups next turn */
+    struct subscription **deferred;
+    size_t deferred_count, deferred_capacity;
     local_channel *channels;
     size_t subscriptions;
 };
@@ -76,15 +85,24 @@ struct sync_session {
 };
 
 static void start_catch_up(subscription *sub);
+static bool finish_fetch(subscription *sub);
+static void run_deferred_catch_ups(evutil_socket_t fd, short what, void *arg);
 
 /* ---- worker -------------------------------------------------------------- */
 
-sync_worker *sync_worker_create(broker_context *broker, int worker_index)
+sync_worker *sync_worker_create(broker_context *broker, int worker_index,
+                                struct event_base *base)
 {
     sync_worker *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->broker = broker;
+    w->base = base;
+    w->deferred_event = event_new(base, -1, 0, run_deferred_catch_ups, w);
+    if (!w->deferred_event) {
+        free(w);
+        return NULL;
+    }
     w->index = worker_index;
     return w;
 }
@@ -93,6 +111,11 @@ void sync_worker_free(sync_worker *w)
 {
     if (!w)
         return;
+    /* Deferred pages that never ran still hold their sessions. */
+    for (size_t i = 0; i < w->deferred_count; i++)
+        finish_fetch(w->deferred[i]);
+    free(w->deferred);
+    event_free(w->deferred_event);
     local_channel *lc, *tmp;
     HASH_ITER(hh, w->channels, lc, tmp) {
         HASH_DEL(w->channels, lc);
@@ -354,6 +377,57 @@ static void send_stored_events(subscription *sub, const sync_event *events, size
 
 static void start_snapshot(subscription *sub);
 
+static void run_deferred_catch_ups(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sync_worker *w = arg;
+    subscription **due = w->deferred;
+    size_t count = w->deferred_count;
+    w->deferred = NULL;
+    w->deferred_count = w->deferred_capacity = 0;
+    for (size_t i = 0; i < count; i++)
+        if (finish_fetch(due[i]))
+            start_catch_up(due[i]);
+    free(due);
+}
+
+static bool defer_catch_up(sync_worker *w, subscription *sub)
+{
+    if (w->deferred_count == w->deferred_capacity) {
+        size_t capacity = w->deferred_capacity ? w->deferred_capacity * 2 : 16;
+        subscription **grown = realloc(w->deferred, capacity * sizeof *grown);
+        if (!grown)
+            return false;
+        w->deferred = grown;
+        w->deferred_capacity = capacity;
+    }
+    w->deferred[w->deferred_count++] = sub;
+    event_active(w->deferred_event, EV_TIMEOUT, 0);
+    return true;
+}
+
+/* The next page, now or (deep in inline completions) in the next loop
+ * turn; the subscription counts as fetching meanwhile, so that leaving
+ * frees it only once the deferred call has run. */
+static void continue_catch_up(subscription *sub)
+{
+    sync_worker *w = sub->lc->worker;
+    if (w->catch_up_depth < CATCH_UP_MAX_DEPTH) {
+        w->catch_up_depth++;
+        start_catch_up(sub);
+        w->catch_up_depth--;
+        return;
+    }
+    sub->fetching = true;
+    session_hold(sub->owner->s);
+    if (!defer_catch_up(w, sub)) {
+        log_error("cannot defer a catch-up page; the subscriber resumes when its output drains");
+        sub->paused = true;
+        finish_fetch(sub);
+    }
+}
+
 static void on_catch_up_page(void *user_data, int status, const sync_event *events, size_t count,
                              const sync_head *head, bool complete)
 {
@@ -381,7 +455,7 @@ static void on_catch_up_page(void *user_data, int status, const sync_event *even
         sub->mode = SUB_LIVE;
         return;
     }
-    start_catch_up(sub);
+    continue_catch_up(sub);
 }
 
 static void start_catch_up(subscription *sub)

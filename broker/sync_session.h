@@ -30,7 +30,11 @@ struct broker_context;
 typedef struct sync_worker sync_worker;
 typedef struct sync_session sync_session;
 
-sync_worker *sync_worker_create(struct broker_context *broker, int worker_index);
+struct event_base;
+
+/* base: the worker's event loop (for deferring work to the next turn). */
+sync_worker *sync_worker_create(struct broker_context *broker, int worker_index,
+                                struct event_base *base);
 void sync_worker_free(sync_worker *worker);
 
 /* On a wakeup: reads the rings of every watched channel and delivers. */

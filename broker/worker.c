@@ -189,19 +189,20 @@ worker *worker_create(broker_context *broker, nebula_worker_metrics *metrics, in
     w->host.metrics = metrics;
     w->host.worker_index = index;
     w->host.on_session_freed = on_session_freed;
-    w->sync = sync_worker_create(broker, index);
-    w->host.sync = w->sync;
-    if (broker->hub)
-        sync_hub_set_waker(broker->hub, index, on_channel_events, w);
+
     uint32_t prefix = 0;
     RAND_bytes((unsigned char *)&prefix, sizeof prefix);
     w->host.session_id_prefix = prefix ^ (uint32_t)index;
-    if (w->wakeup_fd < 0 || !w->sync || !setup_event_base(w)) {
+    if (w->wakeup_fd < 0 || !setup_event_base(w) ||
+        !(w->sync = sync_worker_create(broker, index, w->base))) {
         log_error("worker %d: cannot set up its event loop", index);
         worker_free(w);
         return NULL;
     }
     w->host.base = w->base;
+    w->host.sync = w->sync;
+    if (broker->hub)
+        sync_hub_set_waker(broker->hub, index, on_channel_events, w);
     return w;
 }
 
