@@ -26,13 +26,11 @@ import asyncio
 import importlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
 
 try:
@@ -44,23 +42,13 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("sync_interop: FAIL: python3-protobuf is not installed for " + sys.executable)
 
+from interop_common import STEP_TIMEOUT_S, SUBPROTOCOL, Daemon, InteropError, check, kill_all  # noqa: E402
+
 HARD_TIMEOUT_S = 90
-STEP_TIMEOUT_S = 10
 QUIET_S = 0.3
-SUBPROTOCOL = "nebula-sync.v1"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_daemons = []
 pb = None  # the generated module, loaded in main()
-
-
-class InteropError(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise InteropError(message)
 
 
 def load_proto_module(workdir):
@@ -77,58 +65,6 @@ def load_proto_module(workdir):
 
 
 # ---- daemon --------------------------------------------------------------------
-
-
-class Daemon:
-    def __init__(self, syncd, extra_args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEBULA_")}
-        self.args = [syncd, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                     "--workers", "2", "--drain-timeout", "5"] + extra_args
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=env)
-        _daemons.append(self)
-        self.lines = []
-        self.ready = threading.Event()
-        self.url = None
-        # Drain stderr continuously so the daemon never blocks on the pipe.
-        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self.reader.start()
-
-    def _read_stderr(self):
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.lines.append(line)
-            m = re.search(r"ready: listen=(wss?://127\.0\.0\.1:\d+) ", line)
-            if m and not self.ready.is_set():
-                self.url = m.group(1) + "/v1/sync"
-                self.ready.set()
-        self.ready.set()
-
-    def wait_ready(self):
-        self.ready.wait(STEP_TIMEOUT_S)
-        check(self.url is not None, "no ready line from %s; stderr:\n%s" % (" ".join(self.args), self.stderr()))
-        return self.url
-
-    def stderr(self):
-        return "\n".join(self.lines[-40:])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STEP_TIMEOUT_S + 5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise InteropError("nebula-syncd did not exit after SIGTERM; stderr:\n" + self.stderr())
-        self.reader.join(STEP_TIMEOUT_S)
-        check(code == 0, "nebula-syncd exited with %d after SIGTERM; stderr:\n%s" % (code, self.stderr()))
-
-
-def kill_all():
-    for d in _daemons:
-        if d.proc.poll() is None:
-            d.proc.kill()
 
 
 # ---- protocol helpers --------------------------------------------------------------
@@ -282,6 +218,7 @@ def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(HARD_TIMEOUT_S)
     workdir = tempfile.mkdtemp(prefix="nebula-sync-interop-")
+    daemon = None
     try:
         pb = load_proto_module(workdir)
         daemon = Daemon(args.syncd, [])
@@ -291,7 +228,7 @@ def main():
     except Exception as e:  # noqa: BLE001 - any failure is reported, with the daemon's stderr
         kill_all()
         detail = "%s: %s" % (type(e).__name__, e) if not isinstance(e, InteropError) else str(e)
-        stderr = "\n".join(d.stderr() for d in _daemons)
+        stderr = daemon.stderr() if daemon else "(not started)"
         print("sync_interop: FAIL: %s\n--- daemon stderr ---\n%s" % (detail, stderr), file=sys.stderr)
         return 1
     finally:
