@@ -49,6 +49,16 @@ static const counter_family families[] = {
     FAMILY(frames_out, "nebula_frames_out_total", "counter", "WebSocket frames sent."),
     FAMILY(tls_handshakes, "nebula_tls_handshakes_total", "counter",
            "Completed TLS handshakes."),
+    FAMILY(events_accepted, "nebula_events_accepted_total", "counter",
+           "Pushed events stored (ACCEPTED), counted on the pusher's worker."),
+    FAMILY(events_rejected, "nebula_events_rejected_total", "counter",
+           "Pushed events answered CONFLICT or REJECTED."),
+    FAMILY(deliveries, "nebula_deliveries_total", "counter",
+           "Events sent to subscribers, live and while catching up."),
+    FAMILY(ring_overruns, "nebula_ring_overruns_total", "counter",
+           "Times the worker fell more than a ring behind a collection."),
+    FAMILY(slow_consumers, "nebula_slow_consumers_total", "counter",
+           "Subscribers paused (or closed) because their output was not being read."),
 };
 
 static uint64_t counter_at(const nebula_worker_metrics *m, size_t offset)

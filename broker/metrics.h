@@ -38,6 +38,11 @@ typedef struct nebula_worker_metrics {
     metric_counter frames_in;
     metric_counter frames_out;
     metric_counter tls_handshakes;
+    metric_counter events_accepted;      /* pushed events the storage accepted */
+    metric_counter events_rejected;      /* pushed events answered CONFLICT or REJECTED */
+    metric_counter deliveries;           /* events sent to subscribers (live and catch-up) */
+    metric_counter ring_overruns;        /* times the worker fell a ring behind */
+    metric_counter slow_consumers;       /* subscribers paused or closed for unsent output */
     metric_counter handshake_failures[HANDSHAKE_FAIL_COUNT];
 } nebula_worker_metrics;
 

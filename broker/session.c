@@ -131,11 +131,11 @@ static void send_frame_owned(session *s, uint8_t opcode, uint8_t *payload, size_
 /* One binary message carrying every given event the session did not push
  * itself: header and prefix are written here, each event's pre-encoded
  * bytes are referenced, never copied (sync_wire.h). */
-void session_send_events(session *s, const char *collection, shared_event *const *events,
-                         size_t count)
+size_t session_send_events(session *s, const char *collection, shared_event *const *events,
+                           size_t count)
 {
     if (s->state != SESSION_OPEN)
-        return;
+        return 0;
     uint64_t own = session_tag(s);
     size_t event_bytes = 0, kept = 0;
     for (size_t i = 0; i < count; i++) {
@@ -145,11 +145,11 @@ void session_send_events(session *s, const char *collection, shared_event *const
         }
     }
     if (kept == 0)
-        return;
+        return 0;
     size_t collection_len = strlen(collection);
     uint8_t prefix[SYNC_WIRE_PREFIX_MAX(SESSION_MAX_COLLECTION_NAME)];
     if (collection_len > SESSION_MAX_COLLECTION_NAME)
-        return;
+        return 0;
     size_t prefix_len = sync_wire_events_prefix(prefix, collection, collection_len, event_bytes);
     uint8_t header[WS_MAX_HEADER_LEN];
     size_t header_len = ws_frame_header_write(header, WS_OP_BINARY, true, prefix_len + event_bytes,
@@ -166,6 +166,7 @@ void session_send_events(session *s, const char *collection, shared_event *const
             shared_event_unref(ev);   /* libevent did not take it */
     }
     count_output(s, header_len + prefix_len + event_bytes, 1);
+    return kept;
 }
 
 bool session_output_over_cap(const session *s)

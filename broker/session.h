@@ -63,9 +63,10 @@ void session_send_error(session *s, int code, const char *text);
 void session_send_welcome(session *s, const char *tenant);
 
 /* One Events message with the given pre-encoded events of one collection,
- * leaving out those this session pushed itself; no copies (references). */
-void session_send_events(session *s, const char *collection, shared_event *const *events,
-                         size_t count);
+ * leaving out those this session pushed itself; no copies (references).
+ * Returns how many events were sent. */
+size_t session_send_events(session *s, const char *collection, shared_event *const *events,
+                           size_t count);
 
 /* Whether live delivery should pause until the output drains. */
 bool session_output_over_cap(const session *s);

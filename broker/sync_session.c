@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "broker_context.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "sync_hub.h"
 #include "sync_wire.h"
@@ -61,6 +62,7 @@ struct local_channel {
 
 struct sync_worker {
     broker_context *broker;
+    nebula_worker_metrics *metrics;
     struct event_base *base;
     int index;
     int catch_up_depth;          /* nested inline catch-up pages right now */
@@ -91,12 +93,13 @@ static void run_deferred_catch_ups(evutil_socket_t fd, short what, void *arg);
 /* ---- worker -------------------------------------------------------------- */
 
 sync_worker *sync_worker_create(broker_context *broker, int worker_index,
-                                struct event_base *base)
+                                struct event_base *base, nebula_worker_metrics *metrics)
 {
     sync_worker *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->broker = broker;
+    w->metrics = metrics;
     w->base = base;
     w->deferred_event = event_new(base, -1, 0, run_deferred_catch_ups, w);
     if (!w->deferred_event) {
@@ -162,6 +165,7 @@ static void local_channel_release_if_unused(local_channel *lc)
  * once its output has drained) or, if so configured, close it. */
 static void handle_slow_consumer(subscription *sub)
 {
+    metric_add(&sub->lc->worker->metrics->slow_consumers, 1);
     if (sub->lc->worker->broker->slow_consumer_close) {
         session_fail(sub->owner->s, 1008, "slow consumer: too much unsent output");
         return;
@@ -178,7 +182,8 @@ static void deliver_batch(local_channel *lc, shared_event **events, size_t count
         if (sub->mode != SUB_LIVE || sub->next_seq > last)
             continue;
         size_t skip = sub->next_seq > first ? (size_t)(sub->next_seq - first) : 0;
-        session_send_events(sub->owner->s, collection, events + skip, count - skip);
+        size_t sent = session_send_events(sub->owner->s, collection, events + skip, count - skip);
+        metric_add(&lc->worker->metrics->deliveries, sent);
         sub->next_seq = last + 1;
     }
 }
@@ -190,6 +195,7 @@ static void handle_overrun(local_channel *lc, fanout_ring *ring)
     log_info("worker %d: %s/%s: fell behind the ring, subscribers catch up from storage",
              lc->worker->index, sync_channel_tenant(lc->channel),
              sync_channel_collection(lc->channel));
+    metric_add(&lc->worker->metrics->ring_overruns, 1);
     lc->next_seq = fanout_ring_last_seq(ring) + 1;
     for (subscription *sub = lc->subs; sub; sub = sub->next_in_channel) {
         if (sub->mode == SUB_LIVE) {
@@ -368,7 +374,8 @@ static void send_stored_events(subscription *sub, const sync_event *events, size
         encoded[n++] = se;
     }
     if (n) {
-        session_send_events(sub->owner->s, collection, encoded, n);
+        metric_add(&sub->lc->worker->metrics->deliveries,
+                   session_send_events(sub->owner->s, collection, encoded, n));
         sub->next_seq = encoded[n - 1]->seq + 1;
     }
     for (size_t i = 0; i < n; i++)
@@ -789,6 +796,11 @@ static void record_winner(push_request *req, size_t i, const sync_document *w)
 static void record_save_result(push_request *req, size_t i, const sync_save_result *r)
 {
     Nebula__Sync__V1__EventResult *out = &req->results[i];
+    nebula_worker_metrics *metrics = req->ss->worker->metrics;
+    if (r->status == SYNC_SAVE_ACCEPTED)
+        metric_add(&metrics->events_accepted, 1);
+    else if (r->status != SYNC_SAVE_DUPLICATE)
+        metric_add(&metrics->events_rejected, 1);
     switch (r->status) {
     case SYNC_SAVE_ACCEPTED:
         out->status = NEBULA__SYNC__V1__PUSH_STATUS__PUSH_STATUS_ACCEPTED;
@@ -819,6 +831,7 @@ static void on_saved(void *user_data, int status, const sync_save_result *result
         if (status == SYNC_STORAGE_OK) {
             record_save_result(req, i, &results[k]);
         } else {
+            metric_add(&req->ss->worker->metrics->events_rejected, 1);
             req->results[i].status = NEBULA__SYNC__V1__PUSH_STATUS__PUSH_STATUS_REJECTED;
             req->results[i].reason = "storage unavailable";
             req->results[i].retryable = true;
@@ -830,6 +843,7 @@ static void on_saved(void *user_data, int status, const sync_save_result *result
 
 static void reject(push_request *req, size_t i, const char *reason)
 {
+    metric_add(&req->ss->worker->metrics->events_rejected, 1);
     req->results[i].status = NEBULA__SYNC__V1__PUSH_STATUS__PUSH_STATUS_REJECTED;
     req->results[i].reason = (char *)reason;
     req->results[i].retryable = false;

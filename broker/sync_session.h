@@ -26,6 +26,7 @@
 
 struct session;
 struct broker_context;
+struct nebula_worker_metrics;
 
 typedef struct sync_worker sync_worker;
 typedef struct sync_session sync_session;
@@ -34,7 +35,7 @@ struct event_base;
 
 /* base: the worker's event loop (for deferring work to the next turn). */
 sync_worker *sync_worker_create(struct broker_context *broker, int worker_index,
-                                struct event_base *base);
+                                struct event_base *base, struct nebula_worker_metrics *metrics);
 void sync_worker_free(sync_worker *worker);
 
 /* On a wakeup: reads the rings of every watched channel and delivers. */

@@ -194,7 +194,7 @@ worker *worker_create(broker_context *broker, nebula_worker_metrics *metrics, in
     RAND_bytes((unsigned char *)&prefix, sizeof prefix);
     w->host.session_id_prefix = prefix ^ (uint32_t)index;
     if (w->wakeup_fd < 0 || !setup_event_base(w) ||
-        !(w->sync = sync_worker_create(broker, index, w->base))) {
+        !(w->sync = sync_worker_create(broker, index, w->base, metrics))) {
         log_error("worker %d: cannot set up its event loop", index);
         worker_free(w);
         return NULL;

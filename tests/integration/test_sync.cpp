@@ -1577,6 +1577,31 @@ TEST_F(SyncTest, SlowConsumerIsClosedWith1008WhenSoConfigured) {
   EXPECT_EQ(live.view.received().size(), static_cast<size_t>(kTotal));
 }
 
+// /metrics counts what operators watch for the sync path: accepted and
+// rejected pushed events, deliveries to subscribers.
+TEST_F(SyncTest, MetricsCountAcceptedRejectedAndDeliveredEvents) {
+  ASSERT_TRUE(StartDaemon({{"workers", "2"}}));
+  Peer a("reader-a"), b("reader-b"), pusher("pusher");
+  for (Peer *p : {&a, &b, &pusher}) ASSERT_TRUE(Open(*p));
+  ASSERT_TRUE(SubscribeAndSettle(a.c, a.view));
+  ASSERT_TRUE(SubscribeAndSettle(b.c, b.view));
+  std::vector<SyncEvent> batch;
+  for (int k = 0; k < 10; k++) batch.push_back(MakeEvent("todos", "m" + std::to_string(k), "{}"));
+  batch.push_back(MakeEvent("todos", "bad", "not json"));
+  PushResultV r;
+  ASSERT_TRUE(pusher.c.Push(batch, &r)) << pusher.c.last_error();
+  ASSERT_TRUE(a.CatchUpTo(10, kTimeoutMs));
+  ASSERT_TRUE(b.CatchUpTo(10, kTimeoutMs));
+  HttpGetResult m = Admin("/metrics");
+  ASSERT_EQ(m.status, 200) << m.error;
+  std::vector<MetricSample> samples = ParseMetrics(m.body);
+  EXPECT_EQ(SumMetric(samples, "nebula_events_accepted_total"), 10);
+  EXPECT_EQ(SumMetric(samples, "nebula_events_rejected_total"), 1);
+  EXPECT_EQ(SumMetric(samples, "nebula_deliveries_total"), 20) << "10 events to each of 2 readers";
+  EXPECT_EQ(SumMetric(samples, "nebula_ring_overruns_total"), 0);
+  EXPECT_EQ(CountMetric(samples, "nebula_slow_consumers_total"), 2u) << "one sample per worker";
+}
+
 // ---- 8. unsubscribe --------------------------------------------------------------------
 
 TEST_F(SyncTest, UnsubscribeStopsDeliveryAndResubscribeReplaysTheGap) {
