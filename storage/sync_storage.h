@@ -166,6 +166,36 @@ typedef struct sync_storage_ops {
 
     /* Frees the storage. No call may be in flight. */
     void (*destroy)(void *ctx);
+
+    /* ---- optional: NULL when a storage has no use for them ------------- */
+
+    /* A storage that completes calls from an event loop (Redis) needs to
+     * know each calling thread's loop. thread_start is called on a thread,
+     * with that thread's struct event_base, before the thread's first call;
+     * it returns SYNC_STORAGE_OK or an error. thread_stop is called on the
+     * same thread before its loop goes away: calls still in flight complete
+     * (with SYNC_STORAGE_UNAVAILABLE if need be) before it returns. */
+    int (*thread_start)(void *ctx, void *event_base);
+    void (*thread_stop)(void *ctx);
+
+    /* A storage shared by several brokers (Redis) also announces, to the
+     * listener, events accepted by the other brokers, but only for the
+     * collections this broker watches: the broker calls watch(true) when
+     * one of its threads gains subscribers for a collection and
+     * watch(false) when that thread loses the last one (calls are counted
+     * per collection). Announcements of other brokers' events carry origin
+     * 0, and may skip seqs (a gap the broker fills with events_after). */
+    void (*watch)(void *ctx, const char *tenant, const char *collection, bool watching);
+
+    /* False while the storage cannot serve calls (readiness). */
+    bool (*available)(void *ctx);
+
+    /* The storage's own counters, for /metrics: emit(arg, name, help,
+     * type "counter" or "gauge", value) once per metric. */
+    void (*metrics)(void *ctx,
+                    void (*emit)(void *arg, const char *name, const char *help,
+                                 const char *type, double value),
+                    void *arg);
 } sync_storage_ops;
 
 /* A storage is its operations and their context. */
