@@ -44,10 +44,20 @@ static void serve_readyz(struct evhttp_request *req, void *arg)
     admin_server *admin = arg;
     if (!is_get(req))
         return;
-    if (*admin->sources.accepting)
-        reply_text(req, 200, "OK", "ready\n");
-    else
+    const sync_storage *storage = admin->sources.storage;
+    if (!*admin->sources.accepting)
         reply_text(req, 503, "Service Unavailable", "draining\n");
+    else if (storage && storage->ops->available && !storage->ops->available(storage->ctx))
+        reply_text(req, 503, "Service Unavailable", "storage unavailable\n");
+    else
+        reply_text(req, 200, "OK", "ready\n");
+}
+
+static void emit_storage_metric(void *arg, const char *name, const char *help, const char *type,
+                                double value)
+{
+    evbuffer_add_printf(arg, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type,
+                        name, value);
 }
 
 static void serve_metrics(struct evhttp_request *req, void *arg)
@@ -55,8 +65,11 @@ static void serve_metrics(struct evhttp_request *req, void *arg)
     admin_server *admin = arg;
     if (!is_get(req))
         return;
-    nebula_metrics_render(admin->sources.workers, admin->sources.worker_count,
-                          evhttp_request_get_output_buffer(req));
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    nebula_metrics_render(admin->sources.workers, admin->sources.worker_count, out);
+    const sync_storage *storage = admin->sources.storage;
+    if (storage && storage->ops->metrics)
+        storage->ops->metrics(storage->ctx, emit_storage_metric, out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", NULL);

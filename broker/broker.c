@@ -24,6 +24,7 @@
 #include "broker_context.h"
 #include "log.h"
 #include "memory_storage.h"
+#include "redis_storage.h"
 #include "sync_hub.h"
 #include "worker.h"
 
@@ -41,6 +42,7 @@ struct nebula_broker {
     size_t origin_count;
     token_table *tokens;
     bool owns_storage;
+    bool storage_thread_started;     /* the acceptor thread is known to the storage */
     bool owns_base;
     struct event *cleanup_timer;     /* retention: clear_events_before */
     double retention_s;
@@ -264,6 +266,19 @@ static int setup_storage(nebula_broker *b, const nebula_broker_options *o, char 
         return fail_with(NEBULA_E_SYSTEM, err, err_len, "out of memory");
     if (o->storage) {
         c->storage = o->storage;
+    } else if (o->storage_kind == NEBULA_STORAGE_REDIS) {
+        redis_storage_options ro;
+        redis_storage_options_init(&ro);
+        if (o->redis_url)
+            ro.url = o->redis_url;
+        if (o->redis_prefix)
+            ro.prefix = o->redis_prefix;
+        char reason[256];
+        c->storage = redis_storage_create(&ro, reason, sizeof reason);
+        b->owns_storage = true;
+        if (!c->storage)
+            return fail_with(NEBULA_E_INVALID, err, err_len, "%s", reason);
+        log_info("storage: redis at %s (key prefix %s)", ro.url, ro.prefix);
     } else {
         c->storage = memory_storage_create(NULL);
         b->owns_storage = true;
@@ -271,6 +286,7 @@ static int setup_storage(nebula_broker *b, const nebula_broker_options *o, char 
             return fail_with(NEBULA_E_SYSTEM, err, err_len, "cannot create the memory storage");
     }
     c->storage->ops->set_listener(c->storage->ctx, sync_hub_on_events, c->hub);
+    sync_hub_set_storage(c->hub, c->storage);
     return NEBULA_OK;
 }
 
@@ -414,7 +430,7 @@ static int open_admin(nebula_broker *b, char *err, size_t err_len)
     if (!b->has_admin)
         return NEBULA_OK;
     admin_sources sources = {.workers = b->metrics, .worker_count = (size_t)b->worker_count,
-                             .accepting = &b->accepting};
+                             .accepting = &b->accepting, .storage = b->context.storage};
     char reason[256];
     b->admin = admin_server_start(b->base, &b->admin_address, &sources, reason, sizeof reason);
     if (!b->admin)
@@ -442,6 +458,18 @@ static int start_workers(nebula_broker *b, char *err, size_t err_len)
     return NEBULA_OK;
 }
 
+/* The acceptor thread calls the storage too (retention). */
+static int start_storage_thread(nebula_broker *b, char *err, size_t err_len)
+{
+    sync_storage *storage = b->context.storage;
+    if (!storage->ops->thread_start)
+        return NEBULA_OK;
+    if (storage->ops->thread_start(storage->ctx, b->base) != SYNC_STORAGE_OK)
+        return fail_with(NEBULA_E_SYSTEM, err, err_len, "the storage cannot serve this thread");
+    b->storage_thread_started = true;
+    return NEBULA_OK;
+}
+
 int nebula_broker_start(nebula_broker *b, char *err, size_t err_len)
 {
     if (b->started)
@@ -451,7 +479,8 @@ int nebula_broker_start(nebula_broker *b, char *err, size_t err_len)
      * process: OpenSSL writes with plain write(). */
     signal(SIGPIPE, SIG_IGN);
     int status;
-    if ((status = start_workers(b, err, err_len)) != NEBULA_OK ||
+    if ((status = start_storage_thread(b, err, err_len)) != NEBULA_OK ||
+        (status = start_workers(b, err, err_len)) != NEBULA_OK ||
         (status = open_listener(b, err, err_len)) != NEBULA_OK ||
         (status = open_admin(b, err, err_len)) != NEBULA_OK ||
         (status = start_cleanup(b, err, err_len)) != NEBULA_OK)
@@ -554,6 +583,8 @@ void nebula_broker_free(nebula_broker *b)
     if (b->cleanup_timer)
         event_free(b->cleanup_timer);
     if (b->context.storage) {
+        if (b->storage_thread_started)
+            b->context.storage->ops->thread_stop(b->context.storage->ctx);
         b->context.storage->ops->set_listener(b->context.storage->ctx, NULL, NULL);
         if (b->owns_storage)
             sync_storage_destroy(b->context.storage);

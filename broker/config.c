@@ -165,6 +165,27 @@ static bool set_tokens(nebula_config *cfg, const char *v, char *err, size_t err_
     return copy_value(cfg->tokens, v, "tokens", err, err_len);
 }
 
+static bool set_storage(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    if (strcmp(v, "memory") == 0)
+        cfg->broker.storage_kind = NEBULA_STORAGE_MEMORY;
+    else if (strcmp(v, "redis") == 0)
+        cfg->broker.storage_kind = NEBULA_STORAGE_REDIS;
+    else
+        return reject(err, err_len, "--storage: expected memory or redis, got '%s'", v);
+    return true;
+}
+
+static bool set_redis_url(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    return copy_value(cfg->redis_url, v, "redis-url", err, err_len);
+}
+
+static bool set_redis_prefix(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    return copy_value(cfg->redis_prefix, v, "redis-prefix", err, err_len);
+}
+
 static bool parse_strategy(const char *name, sync_conflict_strategy *out)
 {
     static const char *const names[] = {"last-write-wins", "server-wins", "client-wins"};
@@ -292,6 +313,12 @@ static const option_spec options[] = {
      set_auth},
     {"tokens", "FILE", "token file: '<token> <tenant> read=<globs> write=<globs>' per line",
      set_tokens},
+    {"storage", "KIND", "memory (default: this process only) or redis (shared by brokers, durable)",
+     set_storage},
+    {"redis-url", "URL", "redis://[user:password@]host:port/db (default redis://127.0.0.1:6379/0)",
+     set_redis_url},
+    {"redis-prefix", "PREFIX", "prefix of every Redis key and channel (default nebula:)",
+     set_redis_prefix},
     {"conflict-resolution", "STRATEGY",
      "last-write-wins (default), server-wins or client-wins", set_conflict_resolution},
     {"conflict-rules", "LIST",
@@ -573,6 +600,12 @@ static bool finish(nebula_config *cfg, char *err, size_t err_len)
         return false;
     }
     cfg->broker.tokens_file = cfg->tokens[0] ? cfg->tokens : NULL;
+    if (cfg->broker.storage_kind != NEBULA_STORAGE_REDIS && (cfg->redis_url[0] || cfg->redis_prefix[0])) {
+        snprintf(err, err_len, "--redis-url and --redis-prefix need --storage redis");
+        return false;
+    }
+    cfg->broker.redis_url = cfg->redis_url[0] ? cfg->redis_url : NULL;
+    cfg->broker.redis_prefix = cfg->redis_prefix[0] ? cfg->redis_prefix : NULL;
     return split_origins(cfg, err, err_len);
 }
 

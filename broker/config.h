@@ -23,6 +23,8 @@ typedef struct nebula_config {
     char tls_key[CONFIG_MAX_VALUE];
     char tokens[CONFIG_MAX_VALUE];
     char auth[16];                                  /* "", "none" or "tokens" */
+    char redis_url[CONFIG_MAX_VALUE];
+    char redis_prefix[CONFIG_MAX_VALUE];
     char origins[CONFIG_MAX_VALUE];                 /* comma-separated, as given */
     char origin_storage[CONFIG_MAX_VALUE];          /* split copy */
     const char *origin_list[CONFIG_MAX_ORIGINS];

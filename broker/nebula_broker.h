@@ -64,6 +64,12 @@ typedef struct nebula_conflict_rule {
     sync_conflict_strategy strategy;
 } nebula_conflict_rule;
 
+/* The storages the broker can make itself (see storage/). */
+typedef enum nebula_storage_kind {
+    NEBULA_STORAGE_MEMORY = 0,   /* in this process; nothing survives a restart */
+    NEBULA_STORAGE_REDIS = 1,    /* shared and durable: brokers on one Redis act as one */
+} nebula_storage_kind;
+
 typedef struct nebula_broker_options {
     struct event_base *event_base;       /* run the acceptor on this base (the caller's, not
                                             freed by the broker); NULL: the broker makes one */
@@ -91,9 +97,13 @@ typedef struct nebula_broker_options {
     void *authenticate_data;
     const char *tokens_file;
 
-    /* Seed: storage. NULL: a MemorySyncStorage with its defaults, owned by
-     * the broker. Otherwise borrowed: it must outlive the broker. */
+    /* Seed: storage. NULL: the broker makes one of storage_kind and owns
+     * it. Otherwise borrowed: it must outlive the broker. */
     sync_storage *storage;
+    nebula_storage_kind storage_kind;    /* default NEBULA_STORAGE_MEMORY */
+    const char *redis_url;               /* NEBULA_STORAGE_REDIS: redis://[user:password@]host:port/db;
+                                            default redis://127.0.0.1:6379/0 */
+    const char *redis_prefix;            /* prefix of every Redis key; default "nebula:" */
     sync_conflict_strategy conflict_strategy;   /* default last-write-wins */
     const nebula_conflict_rule *conflict_rules; /* first match wins; others: conflict_strategy */
     size_t conflict_rule_count;

@@ -34,6 +34,7 @@ struct sync_hub {
     int worker_count;
     size_t ring_capacity;
     worker_waker *wakers;
+    sync_storage *storage;      /* told which collections are watched */
 };
 
 sync_hub *sync_hub_create(int worker_count, size_t ring_capacity)
@@ -131,9 +132,18 @@ sync_channel *sync_hub_channel(sync_hub *hub, const char *tenant, const char *co
     return ch;
 }
 
+void sync_hub_set_storage(sync_hub *hub, sync_storage *storage)
+{
+    hub->storage = storage;
+}
+
 void sync_channel_watch(sync_channel *channel, int worker, bool watching)
 {
-    atomic_store_explicit(&channel->watching[worker], watching, memory_order_release);
+    bool was = atomic_exchange_explicit(&channel->watching[worker], watching,
+                                        memory_order_acq_rel);
+    sync_storage *storage = channel->hub->storage;
+    if (was != watching && storage && storage->ops->watch)
+        storage->ops->watch(storage->ctx, channel->tenant, channel->collection, watching);
 }
 
 fanout_ring *sync_channel_ring(sync_channel *channel)

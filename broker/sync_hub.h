@@ -37,6 +37,11 @@ void sync_hub_on_events(void *hub, const char *tenant, const char *collection,
 /* Finds or creates the channel; NULL when out of memory. */
 sync_channel *sync_hub_channel(sync_hub *hub, const char *tenant, const char *collection);
 
+/* The storage whose watch() hears which channels have watchers (a shared
+ * storage then announces other brokers' events for them). Set before
+ * workers start. */
+void sync_hub_set_storage(sync_hub *hub, sync_storage *storage);
+
 /* A worker starts or stops being woken for this channel's events. */
 void sync_channel_watch(sync_channel *channel, int worker, bool watching);
 

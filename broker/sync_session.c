@@ -220,6 +220,12 @@ static void deliver_channel(local_channel *lc)
     fanout_ring *ring = sync_channel_ring(lc->channel);
     mark_slow_consumers(lc);
     shared_event *batch[DELIVER_BATCH];
+    if (lc->next_seq > fanout_ring_last_seq(ring) + 1) {
+        /* The ring restarted behind us: the collection's log was reset (a
+         * new epoch in a shared storage). Storage tells subscribers how. */
+        handle_overrun(lc, ring);
+        return;
+    }
     while (lc->next_seq <= fanout_ring_last_seq(ring)) {
         size_t n = 0;
         ring_read_status status = fanout_ring_read_batch(ring, lc->next_seq, batch, DELIVER_BATCH, &n);

@@ -140,12 +140,21 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    sync_storage *storage = w->host.broker->storage;
+    bool storage_thread = storage->ops->thread_start != NULL;
+    if (storage_thread && storage->ops->thread_start(storage->ctx, w->base) != SYNC_STORAGE_OK) {
+        log_error("worker %d: the storage cannot serve this thread; its pushes will fail",
+                  w->index);
+        storage_thread = false;
+    }
     event_base_dispatch(w->base);
     /* Anything still open (stop without drain) is dropped here. */
     for (session *s = w->host.sessions, *next; s; s = next) {
         next = session_next(s);
         session_destroy(s);
     }
+    if (storage_thread)
+        storage->ops->thread_stop(storage->ctx);   /* calls in flight complete now */
     uint64_t one = 1;
     if (write(w->done_fd, &one, sizeof one) < 0)
         log_error("worker %d: cannot signal its end: %s", w->index, strerror(errno));

@@ -249,7 +249,7 @@ static void on_fetch_reply(void *arg, redisReply *reply)
         schedule_fetch(a, col, FETCH_RETRY_MS);
         return;
     }
-    atomic_fetch_add(&rs->gap_fetches, 1);
+    atomic_fetch_add(&rs->fetches, 1);
     offer_fetched(rs, col, &head, events, count);
     free(events);
     pthread_mutex_lock(&col->lock);

@@ -1242,8 +1242,9 @@ static void redis_metrics(void *ctx,
          "counter", (double)atomic_load(&rs->link_stats.timeouts));
     emit(arg, "nebula_storage_errors_total", "Redis commands answered with an error", "counter",
          (double)atomic_load(&rs->command_errors));
-    emit(arg, "nebula_storage_gap_fetches_total", "event fetches to fill a gap in announcements",
-         "counter", (double)atomic_load(&rs->gap_fetches));
+    emit(arg, "nebula_storage_fetches_total",
+         "event fetches by the announcer: other brokers' events, gaps, resyncs",
+         "counter", (double)atomic_load(&rs->fetches));
     emit(arg, "nebula_storage_gaps_skipped_total", "gaps announced past after the give-up time",
          "counter", (double)atomic_load(&rs->gaps_skipped));
     emit(arg, "nebula_storage_watched_collections", "collections with subscribers here", "gauge",

@@ -96,7 +96,7 @@ struct redis_storage {
 
     redis_link_stats link_stats;
     atomic_ulong command_errors;
-    atomic_ulong gap_fetches;
+    atomic_ulong fetches;
     atomic_ulong gaps_skipped;
     atomic_ulong watched;
 };
