@@ -154,29 +154,85 @@ static void insert_pending(collection_state *col, pending_save *p)
 
 static void request_fetch(announcer *a, collection_state *col);
 
+uint64_t announcer_note_send(collection_state *col)
+{
+    pthread_mutex_lock(&col->lock);
+    col->in_flight++;
+    uint64_t ticket = col->tickets++;
+    pthread_mutex_unlock(&col->lock);
+    return ticket;
+}
+
+/* An unknown collection becomes known once no save that might hold a lower
+ * seq than those queued is still out: announcing starts at the lowest one.
+ * Caller holds col->lock. */
+static void try_resolve(redis_storage *rs, collection_state *col, ready_list *ready)
+{
+    if (col->known || !col->resolving || col->awaiting > 0)
+        return;
+    col->resolving = false;
+    col->known = true;
+    col->announced = col->pending ? col->pending->first_seq - 1 : 0;
+    drain(rs, col, ready);
+}
+
+/* One of the saves sent before the first reply of an unknown collection
+ * came back. Caller holds col->lock. */
+static void note_returned(collection_state *col, uint64_t ticket)
+{
+    col->in_flight--;
+    if (!col->known && col->resolving && ticket < col->resolve_ticket)
+        col->awaiting--;
+}
+
+static void finish_offer(redis_storage *rs, collection_state *col, ready_list *ready)
+{
+    bool gap = col->pending != NULL && col->known;
+    pthread_mutex_unlock(&col->lock);
+    run_ready(ready);
+    if (gap)
+        request_fetch(rs->announcer, col);
+}
+
+void announcer_settle_send(redis_storage *rs, collection_state *col, uint64_t ticket)
+{
+    ready_list ready = {0};
+    pthread_mutex_lock(&col->lock);
+    note_returned(col, ticket);
+    try_resolve(rs, col, &ready);
+    finish_offer(rs, col, &ready);
+}
+
 void announcer_offer_local(redis_storage *rs, collection_state *col, const char *epoch,
                            uint64_t before, save_call *call, uint64_t first_seq,
-                           uint64_t last_seq)
+                           uint64_t last_seq, uint64_t ticket)
 {
     pending_save *p = malloc(sizeof *p);
     if (!p) {
         log_error("redis storage: out of memory ordering seqs %" PRIu64 "-%" PRIu64
                   "; they are not announced", first_seq, last_seq);
+        announcer_settle_send(rs, col, ticket);
         save_call_complete(call);
         return;
     }
     *p = (pending_save){.call = call, .first_seq = first_seq, .last_seq = last_seq};
     ready_list ready = {0};
     pthread_mutex_lock(&col->lock);
-    if (!col->known || strcmp(col->epoch, epoch) != 0)
+    note_returned(col, ticket);
+    if (!col->known && !col->resolving) {
+        col->resolving = true;
+        col->resolve_ticket = col->tickets;
+        col->awaiting = col->in_flight;   /* all sent before this reply came */
+        snprintf(col->epoch, sizeof col->epoch, "%s", epoch);
+    } else if (col->known && strcmp(col->epoch, epoch) != 0) {
         reset_sequence(rs, col, epoch, before, &ready);
+    }
     insert_pending(col, p);
-    drain(rs, col, &ready);
-    bool gap = col->pending != NULL;
-    pthread_mutex_unlock(&col->lock);
-    run_ready(&ready);
-    if (gap)
-        request_fetch(rs->announcer, col);
+    if (col->known)
+        drain(rs, col, &ready);
+    else
+        try_resolve(rs, col, &ready);
+    finish_offer(rs, col, &ready);
 }
 
 /* Fetched events (seq order, contiguous) and the head they were read at. */
@@ -185,6 +241,12 @@ static void offer_fetched(redis_storage *rs, collection_state *col, const sync_h
 {
     ready_list ready = {0};
     pthread_mutex_lock(&col->lock);
+    if (!col->known && (col->resolving || col->in_flight > 0)) {
+        /* Local saves still out may hold seqs the head already counts:
+         * they settle where announcing starts. */
+        pthread_mutex_unlock(&col->lock);
+        return;
+    }
     if (!col->known || strcmp(col->epoch, head->epoch) != 0)
         reset_sequence(rs, col, head->epoch, count ? events[0].seq - 1 : head->last_seq, &ready);
     size_t i = 0;

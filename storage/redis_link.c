@@ -36,6 +36,7 @@ struct redis_link {
     struct event *watchdog;
     unsigned long in_flight;    /* commands sent, not yet answered */
     time_t last_progress;       /* last answer, or first send after none in flight */
+    time_t last_tick;           /* of the watchdog */
 };
 
 /* A command in flight: the caller's callback. */
@@ -283,9 +284,13 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     redis_link *l = arg;
+    time_t now = time(NULL);
+    if (now - l->last_tick > 2 * WATCHDOG_PERIOD_S)
+        l->last_progress = now;   /* our own loop stalled: Redis gets its full time again */
+    l->last_tick = now;
     if (l->pubsub || l->ac == NULL || l->in_flight == 0)
         return;
-    if (time(NULL) - l->last_progress < REDIS_LINK_COMMAND_TIMEOUT_S)
+    if (now - l->last_progress < REDIS_LINK_COMMAND_TIMEOUT_S)
         return;
     atomic_fetch_add(&l->stats->timeouts, 1);
     char why[64];
@@ -308,6 +313,7 @@ redis_link *redis_link_create(struct event_base *base, const redis_endpoint *ep,
     l->arg = arg;
     l->stats = stats;
     l->backoff_ms = BACKOFF_FIRST_MS;
+    l->last_tick = time(NULL);
     l->reconnect_timer = evtimer_new(base, on_reconnect_timer, l);
     l->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, l);
     struct timeval period = {.tv_sec = WATCHDOG_PERIOD_S};

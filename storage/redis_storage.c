@@ -473,6 +473,7 @@ struct save_call {
     char **winner_versions;     /* client ids and data of conflict winners */
     size_t winner_count;
     char *bytes;                /* strings and data of events */
+    uint64_t ticket;            /* from announcer_note_send */
 };
 
 redis_thread *save_call_owner(const save_call *call)
@@ -696,15 +697,17 @@ static void on_save_reply(void *arg, redisReply *reply)
         !apply_save_reply(call, reply, epoch, &before)) {
         if (reply)
             redis_note_error(call->rs, t->link, reply, "save");
+        announcer_settle_send(call->rs, call->col, call->ticket);
         fail_unsent(call, SYNC_STORAGE_UNAVAILABLE);
         return;
     }
     if (call->accepted_count == 0) {
+        announcer_settle_send(call->rs, call->col, call->ticket);
         save_call_complete(call);
         return;
     }
     announcer_offer_local(call->rs, call->col, epoch, before, call, before + 1,
-                          before + call->accepted_count);
+                          before + call->accepted_count, call->ticket);
 }
 
 static bool strategy_is_known(sync_conflict_strategy strategy)
@@ -746,8 +749,13 @@ static void redis_save_events(void *ctx, const char *tenant, const char *collect
     char epoch[SYNC_EPOCH_MAX];
     redis_new_epoch(rs, epoch);
     command_args a = {0};
-    bool sent = build_save_args(&a, rs, call, strategy, epoch) &&
-                redis_link_send(link, on_save_reply, call, a.count, a.argv, a.len);
+    bool sent = false;
+    if (build_save_args(&a, rs, call, strategy, epoch)) {
+        call->ticket = announcer_note_send(col);
+        sent = redis_link_send(link, on_save_reply, call, a.count, a.argv, a.len);
+        if (!sent)
+            announcer_settle_send(rs, col, call->ticket);
+    }
     args_release(&a);
     if (!sent)
         fail_unsent(call, SYNC_STORAGE_UNAVAILABLE);

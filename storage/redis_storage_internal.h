@@ -62,6 +62,15 @@ typedef struct collection_state {
     uint64_t gap_since_ms;      /* when the oldest gap opened (0: none) */
     atomic_bool has_gap;        /* pending != NULL, for the give-up sweep */
     unsigned watchers;
+    /* Local saves sent and not yet offered, numbered by tickets. Until the
+     * collection is known, the first reply cannot tell whether saves still
+     * in flight hold lower seqs: the collection becomes known once every
+     * save sent before that reply has come back (resolve_ticket). */
+    unsigned in_flight;
+    uint64_t tickets;
+    bool resolving;
+    uint64_t resolve_ticket;
+    unsigned awaiting;
 
     /* Announcer thread only. */
     bool subscribed;
@@ -134,10 +143,17 @@ announcer *announcer_start(redis_storage *rs);
 void announcer_stop(announcer *a);
 bool announcer_available(const announcer *a);
 
-/* A local save's reply: announces or queues it (see redis_storage.h). */
+/* A local save is about to be sent: its ticket. */
+uint64_t announcer_note_send(collection_state *col);
+
+/* A local save's reply with accepted events: announces or queues it (see
+ * redis_storage.h). */
 void announcer_offer_local(redis_storage *rs, collection_state *col, const char *epoch,
                            uint64_t before, save_call *call, uint64_t first_seq,
-                           uint64_t last_seq);
+                           uint64_t last_seq, uint64_t ticket);
+
+/* A local save ended without accepted events (failed, or nothing new). */
+void announcer_settle_send(redis_storage *rs, collection_state *col, uint64_t ticket);
 
 /* Completes, on the calling thread, every pending save owned by t (the
  * thread is stopping). */
