@@ -729,6 +729,7 @@ typedef struct push_request {
 typedef struct push_call {
     push_request *req;
     size_t first;                /* index of the call's first event in the request */
+    size_t count;                /* events in the call */
 } push_call;
 
 static void push_request_free(push_request *req)
@@ -832,9 +833,11 @@ static void on_saved(void *user_data, int status, const sync_save_result *result
 {
     push_call *call = user_data;
     push_request *req = call->req;
-    for (size_t k = 0; k < count; k++) {
+    /* A failed call reports no results: every event of it is rejected. */
+    bool answered = status == SYNC_STORAGE_OK && count == call->count;
+    for (size_t k = 0; k < call->count; k++) {
         size_t i = call->first + k;
-        if (status == SYNC_STORAGE_OK) {
+        if (answered) {
             record_save_result(req, i, &results[k]);
         } else {
             metric_add(&req->ss->worker->metrics->events_rejected, 1);
@@ -966,6 +969,7 @@ static void save_runs(push_request *req, const Nebula__Sync__V1__Push *m, const 
         }
         call->req = req;
         call->first = i;
+        call->count = end - i;
         req->pending_calls++;
         storage->ops->save_events(storage->ctx, ss->grant->tenant, m->events[i]->collection,
                                   strategy_for(ss->worker->broker, m->events[i]->collection),
