@@ -113,6 +113,8 @@ def verdict(run):
     res = run["result"] or {}
     if run["status"] == "0":
         return "PASS"
+    if run["status"] == "skipped":
+        return "SKIPPED: the suite's time budget was used up"
     why = res.get("error") or ("server did not start" if run["status"] == "start-failed"
                                else f"exit status {run['status']}")
     return f"FAIL: {why}"
@@ -319,7 +321,7 @@ def md_failures(runs):
     bad = [r for r in runs if r["status"] != "0"]
     if not bad:
         return ["Every step ran and passed.", ""]
-    return ["## Failed steps", ""] + \
+    return ["## Failed or skipped steps", ""] + \
         [f"- {r['scenario']} {r['target']} {r['label']}: {verdict(r)}" for r in bad] + [""]
 
 
