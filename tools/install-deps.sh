@@ -12,6 +12,7 @@ packages=(
   uthash-dev            # hash tables (header-only): storage, channels, tokens
   libjansson-dev        # JSON validation of pushed documents
   libgtest-dev googletest                 # the C++ test harness
+  libbenchmark-dev      # Google Benchmark: nebula-micro-bench (bench/micro/, built by bench/run)
   python3 python3-websockets              # interop tests with a client we did not write
   python3-protobuf protobuf-compiler      # ... speaking the sync protocol from Python
 )
