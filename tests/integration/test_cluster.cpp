@@ -144,11 +144,22 @@ class Cluster {
   RedisServer &redis() { return redis_; }
   DaemonProcess &broker(int i) { return *brokers_[i]; }
 
-  // No broker wrote a sanitizer report.
-  AssertionResult Clean() {
-    for (int i = 0; i < kBrokers; i++)
-      if (brokers_[i] && HasSanitizerReport(brokers_[i]->Stderr()))
+  // Stops every broker still running with SIGTERM: each must drain and exit
+  // 0 (sanitizer builds exit non-zero on a report), and none may have
+  // written a sanitizer report, killed ones included.
+  AssertionResult StopAndCheck() {
+    for (int i = 0; i < kBrokers; i++) {
+      if (!brokers_[i]) continue;
+      if (brokers_[i]->running()) {
+        brokers_[i]->Signal(SIGTERM);
+        ExitStatus st = brokers_[i]->WaitExit(kTimeoutMs);
+        if (!st.clean())
+          return AssertionFailure() << "broker " << i << " stopped " << st.Describe() << ":\n"
+                                    << Tail(brokers_[i]->Stderr(), 80);
+      }
+      if (HasSanitizerReport(brokers_[i]->Stderr()))
         return AssertionFailure() << "broker " << i << ":\n" << Tail(brokers_[i]->Stderr(), 80);
+    }
     return AssertionSuccess();
   }
 
@@ -339,7 +350,7 @@ class Pusher {
 
 class ClusterTest : public ::testing::Test {
  protected:
-  void TearDown() override { EXPECT_TRUE(cluster_.Clean()); }
+  void TearDown() override { EXPECT_TRUE(cluster_.StopAndCheck()); }
   Cluster cluster_;
 };
 
