@@ -11,6 +11,9 @@ packages=(
   libhttp-parser-dev    # the WebSocket upgrade request
   uthash-dev            # hash tables (header-only): storage, channels, tokens
   libjansson-dev        # JSON validation of pushed documents
+  libhiredis-dev        # Redis storage: async client with a libevent adapter
+  redis-server          # tests: the Redis storage and the cluster run against a real one
+  haproxy               # tests: the cluster test runs deploy/haproxy/haproxy.cfg
   libgtest-dev googletest                 # the C++ test harness
   libbenchmark-dev      # Google Benchmark: nebula-micro-bench (bench/micro/, built by bench/run)
   python3 python3-websockets              # interop tests with a client we did not write
