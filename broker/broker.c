@@ -278,7 +278,9 @@ static int setup_storage(nebula_broker *b, const nebula_broker_options *o, char 
         b->owns_storage = true;
         if (!c->storage)
             return fail_with(NEBULA_E_INVALID, err, err_len, "%s", reason);
-        log_info("storage: redis at %s (key prefix %s)", ro.url, ro.prefix);
+        const char *at = strrchr(ro.url, '@');   /* never log a password */
+        log_info("storage: redis at %s%s (key prefix %s)", at ? "redis://***@" : "",
+                 at ? at + 1 : ro.url, ro.prefix);
     } else {
         c->storage = memory_storage_create(NULL);
         b->owns_storage = true;

@@ -107,6 +107,12 @@ TEST(DaemonCli, FlagWithoutValueIsAUsageError) {
   EXPECT_TRUE(IsUsageError(RunDaemon(Concat(Ephemeral(), {"--workers"}))));
 }
 
+TEST(DaemonCli, BadRedisUrlIsAUsageErrorThatNamesIt) {
+  RunResult r = RunDaemon(Concat(Ephemeral(), {"--storage", "redis", "--redis-url", "http://cache:6379"}));
+  EXPECT_TRUE(IsUsageError(r));
+  EXPECT_NE(r.err.find("--redis-url"), std::string::npos) << r.err;
+}
+
 class InvalidValueTest : public ::testing::TestWithParam<std::vector<std::string>> {};
 
 TEST_P(InvalidValueTest, IsAUsageError) {

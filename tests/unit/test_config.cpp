@@ -149,6 +149,22 @@ TEST_F(ConfigTest, SyncOptionsAreParsed) {
     EXPECT_DOUBLE_EQ(cfg.broker.cleanup_interval_s, 60);
 }
 
+TEST_F(ConfigTest, StorageOptionsAreParsed) {
+    ASSERT_EQ(load({}).outcome, CONFIG_RUN);
+    EXPECT_EQ(cfg.broker.storage_kind, NEBULA_STORAGE_MEMORY);
+    EXPECT_EQ(cfg.broker.redis_url, nullptr);
+    Loaded r = load({"--storage", "redis", "--redis-url", "redis://:pw@10.0.0.5:6380/2",
+                     "--redis-prefix", "app1:"});
+    ASSERT_EQ(r.outcome, CONFIG_RUN) << r.error;
+    EXPECT_EQ(cfg.broker.storage_kind, NEBULA_STORAGE_REDIS);
+    EXPECT_STREQ(cfg.broker.redis_url, "redis://:pw@10.0.0.5:6380/2");
+    EXPECT_STREQ(cfg.broker.redis_prefix, "app1:");
+    r = load({}, {"NEBULA_STORAGE=redis"});
+    ASSERT_EQ(r.outcome, CONFIG_RUN) << r.error;
+    EXPECT_EQ(cfg.broker.storage_kind, NEBULA_STORAGE_REDIS);
+    EXPECT_EQ(cfg.broker.redis_url, nullptr) << "the library default applies";
+}
+
 TEST_F(ConfigTest, SyncDefaultsAreAnonymousLastWriteWinsAndCatchUp) {
     ASSERT_EQ(load({}).outcome, CONFIG_RUN);
     EXPECT_EQ(cfg.broker.tokens_file, nullptr);
@@ -176,6 +192,9 @@ TEST_F(ConfigTest, BadSyncOptionsAreOneLineErrors) {
         {{"--max-output-buffer", "10"}, "--max-output-buffer"},
         {{"--retention", "-1"}, "--retention"},
         {{"--cleanup-interval", "0"}, "--cleanup-interval"},
+        {{"--storage", "postgres"}, "--storage"},
+        {{"--redis-url", "redis://h:1/0"}, "--storage redis"},
+        {{"--redis-prefix", "x:"}, "--storage redis"},
     };
     for (const auto &c : cases) {
         Loaded r = load(c.args);
