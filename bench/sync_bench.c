@@ -500,6 +500,7 @@ struct worker {
     _Atomic uint64_t max_seq;         /* highest ACCEPTED seq seen */
     atomic_long inflight;             /* Push messages awaiting a result */
     _Atomic uint64_t sched_slips;     /* --rate: a publisher fell > 100 ms behind */
+    atomic_bool stopped;              /* PH_STOP seen: its publishers send nothing more */
 
     /* read after join */
     char first_err[FK_COUNT][256];
@@ -1603,6 +1604,7 @@ static void on_phase(evutil_socket_t fd, short what, void *arg)
             pub_pump(c);
         }
     } else if (ph == PH_STOP) {
+        atomic_store(&w->stopped, true);
         for (long i = w->nsubs; i < w->nconns; i++)
             if (w->conns[i].pub && w->conns[i].pub->timer)
                 evtimer_del(w->conns[i].pub->timer);
@@ -1672,6 +1674,7 @@ struct totals {
     uint64_t delivered, lost, dup, pushes_sent, pushes_acked, accepted, not_accepted, max_seq;
     long inflight;
     uint64_t slips;
+    int stopped;                      /* threads that have seen PH_STOP */
 };
 
 static void sum_live(struct totals *t)
@@ -1695,6 +1698,7 @@ static void sum_live(struct totals *t)
             t->max_seq = m;
         t->inflight += atomic_load_explicit(&w->inflight, memory_order_relaxed);
         t->slips += atomic_load_explicit(&w->sched_slips, memory_order_relaxed);
+        t->stopped += atomic_load(&w->stopped);
     }
 }
 
@@ -2038,12 +2042,14 @@ int main(int argc, char **argv)
             snprintf(why_not, sizeof why_not, "interrupted");
         }
 
-        /* 3. drain: every Push answered, every subscriber up to the last seq */
+        /* 3. drain: every Push answered, every subscriber up to the last seq.
+         * A publisher may be sending its last Push while the phase changes:
+         * what was sent is known once every thread has seen PH_STOP. */
         uint64_t d0 = bench_mono_ns(), ddl = d0 + (uint64_t)DRAIN_TIMEOUT_S * 1000000000u;
         next_tick = d0 + 1000000000u;
         while (!bench_got_signal) {
             sum_live(&t);
-            if (t.inflight == 0) {
+            if (t.stopped == opt.threads && t.inflight == 0) {
                 target = drain_target(&t);
                 behind = subs_behind(target, &tail_missing);
                 if (behind == 0) {
@@ -2061,7 +2067,7 @@ int main(int argc, char **argv)
         }
         drain_s_ns = bench_mono_ns() - d0;
         sum_live(&t);
-        if (t.inflight == 0) {
+        if (t.stopped == opt.threads && t.inflight == 0) {
             target = drain_target(&t);
             behind = subs_behind(target, &tail_missing);
         }
