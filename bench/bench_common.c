@@ -107,7 +107,7 @@ double bench_option_double(const char *option, const char *s, double min, double
 /* ------------------------------------------------------------------------ */
 /* target URL                                                               */
 
-void bench_parse_url(const char *url, struct bench_endpoint *ep)
+void bench_parse_url(const char *url, const char *default_path, struct bench_endpoint *ep)
 {
     const char *p;
     if (strncmp(url, "ws://", 5) == 0) {
@@ -153,7 +153,7 @@ void bench_parse_url(const char *url, struct bench_endpoint *ep)
     if (pn < 1 || pn > 65535)
         bench_die_usage("--url: port %s out of range", ep->port);
 
-    const char *path = *after ? after : "/v1/sync";
+    const char *path = *after ? after : default_path;
     if (strlen(path) >= sizeof ep->path || strpbrk(path, " \r\n"))
         bench_die_usage("--url: bad path in '%s'", url);
     strcpy(ep->path, path);
@@ -461,7 +461,7 @@ const char *bench_ws_new_key(char key[32], char accept[WS_ACCEPT_KEY_LEN + 1])
 }
 
 void bench_ws_write_request(struct evbuffer *out, const struct bench_endpoint *ep,
-                            const char *key, const char *user_agent)
+                            const char *key, const char *subprotocol, const char *user_agent)
 {
     evbuffer_add_printf(out,
                         "GET %s HTTP/1.1\r\n"
@@ -470,10 +470,12 @@ void bench_ws_write_request(struct evbuffer *out, const struct bench_endpoint *e
                         "Connection: Upgrade\r\n"
                         "Sec-WebSocket-Key: %s\r\n"
                         "Sec-WebSocket-Version: 13\r\n"
-                        "Sec-WebSocket-Protocol: " BENCH_SUBPROTOCOL "\r\n"
+                        "%s%s%s"
                         "User-Agent: %s\r\n"
                         "\r\n",
-                        ep->path, ep->host_header, key, user_agent);
+                        ep->path, ep->host_header, key,
+                        subprotocol ? "Sec-WebSocket-Protocol: " : "", subprotocol ? subprotocol : "",
+                        subprotocol ? "\r\n" : "", user_agent);
 }
 
 const char *bench_http_response_head(struct evbuffer *in, size_t *len)

@@ -69,14 +69,15 @@ struct bench_endpoint {
     bool tls;                       /* wss:// */
     char host[256];                 /* as in the URL, without brackets */
     char port[8];
-    char path[1024];                /* /v1/sync when the URL has none */
+    char path[1024];                /* the default path when the URL has none */
     char host_header[300];          /* HOST:PORT, [HOST]:PORT for IPv6 */
     char sni[256];                  /* the host; "localhost" for IP literals */
 };
 
-/* Parses ws://HOST[:PORT][/PATH] or wss://... into ep; a malformed URL exits
- * through bench_die_usage() ("--url: ..."). */
-void bench_parse_url(const char *url, struct bench_endpoint *ep);
+/* Parses ws://HOST[:PORT][/PATH] or wss://... into ep (PATH may carry a
+ * query); default_path when the URL has none. A malformed URL exits through
+ * bench_die_usage() ("--url: ..."). */
+void bench_parse_url(const char *url, const char *default_path, struct bench_endpoint *ep);
 
 /* ------------------------------------------------------------------------ */
 /* clocks                                                                   */
@@ -169,10 +170,10 @@ bool bench_take_tls_error(struct bufferevent *bev, char *buf, size_t cap);
  * broker must answer with. NULL, or why not. */
 const char *bench_ws_new_key(char key[32], char accept[WS_ACCEPT_KEY_LEN + 1]);
 
-/* Appends the GET upgrade request for ep (Sec-WebSocket-Protocol:
- * BENCH_SUBPROTOCOL) to out. */
+/* Appends the GET upgrade request for ep's path to out, offering
+ * Sec-WebSocket-Protocol: subprotocol (none when NULL). */
 void bench_ws_write_request(struct evbuffer *out, const struct bench_endpoint *ep,
-                            const char *key, const char *user_agent);
+                            const char *key, const char *subprotocol, const char *user_agent);
 
 /* The response head at the start of in, once it holds CRLFCRLF: its length
  * in *len, pulled up into one piece. NULL while incomplete. */

@@ -27,6 +27,14 @@
  *  - with --broker-pid: the broker's utime+stime over the window (CPU per
  *    delivery) and its VmRSS.
  *
+ * Targets: nebula-syncd (the default) is spoken to here. --target socketio
+ * and --target ws-broadcast run the same scenario against another server in
+ * its own protocol (fanout_target.h; peer_socketio.c, peer_wsbroadcast.c):
+ * this file keeps the connections, phases, pacing, checks and report, the
+ * target module the protocol. Their events carry this tool's ids and
+ * documents in JSON (peer_events.h), and every subscriber checks each
+ * publisher's counter instead of a seq.
+ *
  * Design (as nebula-ws-bench): one libevent event_base per --threads thread,
  * each connection a bufferevent owned by one thread; the main thread sets the
  * phase, wakes the threads with event_active() (thread-safe after
@@ -72,7 +80,13 @@
 #include <openssl/ssl.h>
 
 #include "bench_common.h"
+#include "event_format.h"
+#include "fanout_target.h"
 #include "nebula_sync.pb-c.h"
+#include "peer_events.h"
+#include "peer_socketio.h"
+#include "peer_wsbroadcast.h"
+#include "seq_check.h"
 #include "sync_bench_hist.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
@@ -87,12 +101,9 @@
 #define DRAIN_TIMEOUT_S 10            /* after the window: wait this long for the tail */
 #define CLOSE_WAIT_S 2
 #define STOP_GRACE_S 3
-#define DOCS_PER_PUBLISHER 64         /* document ids each publisher cycles through */
-#define TS_PREFIX "{\"ts\":\""
-#define TS_OFFSET 7                   /* strlen(TS_PREFIX) */
-#define TS_DIGITS 19
-#define MIN_SIZE 64
 #define MAX_SIZE (512 * 1024)
+#define NEBULA_URL "ws://127.0.0.1:8080/v1/sync"
+#define MAX_PEER_STREAMS 50000000L    /* subscribers x publishers seq streams (24 B each) */
 #define ARENA_BYTES (8u << 20)
 #define READ_CHUNK (64 * 1024)        /* bytes per read() once a connection is ready */
 
@@ -100,6 +111,7 @@
 /* options                                                                  */
 
 struct options {
+    const struct fanout_target *target;   /* NULL: nebula-syncd */
     const char *url;
     struct bench_endpoint ep;       /* the URL, parsed */
     long subscribers;
@@ -118,7 +130,6 @@ struct options {
 };
 
 static struct options opt = {
-    .url = "ws://127.0.0.1:8080/v1/sync",
     .subscribers = 100,
     .publishers = 1,
     .batch = 10,
@@ -136,15 +147,28 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: " PROG " fanout [options]\n"
         "\n"
-        "Load scenarios for nebula-syncd over the nebula-sync.v1 protocol.\n"
+        "Load scenarios for nebula-syncd over the nebula-sync.v1 protocol, and the\n"
+        "same scenario against other servers for a side-by-side comparison.\n"
         "\n"
         "fanout: S subscribers and P publishers on one collection. Publishers push\n"
         "batches of K events (a B-byte JSON document each) with W pushes in flight,\n"
         "as fast as acknowledged or at a total rate; subscribers check that every seq\n"
         "arrives exactly once, in order, and measure publish-to-deliver latency.\n"
         "\n"
-        "  --url URL            ws://HOST:PORT/PATH or wss://... (default\n"
-        "                       ws://127.0.0.1:8080/v1/sync)\n"
+        "  --target T           the server: nebula (nebula-syncd, the default),\n"
+        "                       socketio (the seed's Socket.IO sync server:\n"
+        "                       client:info, client:sync with ack, server:sync) or\n"
+        "                       ws-broadcast (a WebSocket server that re-sends every\n"
+        "                       message to every other connection; no acks: batches\n"
+        "                       count once written, paced by --inflight batches of\n"
+        "                       output buffer or by --rate). bench/peers/start.sh\n"
+        "                       starts the last two. For them, seqs are each\n"
+        "                       publisher's own event counter.\n"
+        "  --url URL            ws://HOST:PORT/PATH or wss://... (default per target:\n"
+        "                       nebula " NEBULA_URL ",\n"
+        "                       socketio ws://127.0.0.1:3000/socket.io/ (the query\n"
+        "                       ?EIO=4&transport=websocket is added when missing),\n"
+        "                       ws-broadcast ws://127.0.0.1:3001/)\n"
         "  --subscribers S      subscriber connections (default 100)\n"
         "  --publishers P       publisher connections (default 1)\n"
         "  --batch K            events per Push (default 10, at most 1000)\n"
@@ -156,7 +180,8 @@ static void usage(FILE *f)
         "  --warmup S           seconds of load before the measurement (default 2)\n"
         "  --threads N          client threads, one event loop each (default 1)\n"
         "  --broker-pid PID     read the broker's CPU time and VmRSS from /proc/PID\n"
-        "  --token T            Hello.auth_token (for brokers run with --auth tokens)\n"
+        "  --token T            Hello.auth_token (for brokers run with --auth tokens);\n"
+        "                       socketio: sent as the connect packet's auth.token\n"
         "  --collection NAME    collection to use (default nebula-sync-bench)\n"
         "  --json FILE          also write the result as JSON to FILE\n"
         "  -h, --help           this text\n"
@@ -166,7 +191,41 @@ static void usage(FILE *f)
         "1 anything else (lost or duplicated events, a connection failed or was\n"
         "closed, a setup or drain timeout, nothing accepted, interrupted);\n"
         "2 usage error (including too few file descriptors for S + P).\n",
-        MIN_SIZE, MAX_SIZE);
+        EVENT_DOC_MIN_SIZE, MAX_SIZE);
+}
+
+static const struct fanout_target *parse_target(const char *name)
+{
+    if (strcmp(name, "nebula") == 0)
+        return NULL;
+    if (strcmp(name, peer_socketio_target.name) == 0)
+        return &peer_socketio_target;
+    if (strcmp(name, peer_wsbroadcast_target.name) == 0)
+        return &peer_wsbroadcast_target;
+    bench_die_usage("--target: '%s' is not nebula, socketio or ws-broadcast", name);
+}
+
+/* A peer's URL: "/" when it has no path, then the target's request path
+ * (Socket.IO adds its query). */
+static void set_peer_request(const struct fanout_target *t, const char *url, struct bench_endpoint *ep)
+{
+    bench_parse_url(url, "/", ep);
+    char path[sizeof ep->path];
+    if (!t->request_path(ep->path, path, sizeof path))
+        bench_die_usage("--url: the path of '%s' is too long", url);
+    strcpy(ep->path, path);
+}
+
+/* Options that only some targets take, and the peer targets' seq tables. */
+static void check_target_options(void)
+{
+    if (!opt.target)
+        return;
+    if (opt.token && opt.target == &peer_wsbroadcast_target)
+        bench_die_usage("--token: the ws-broadcast target has no authentication");
+    if (opt.subscribers > MAX_PEER_STREAMS / opt.publishers)
+        bench_die_usage("--subscribers x --publishers: %ld x %ld counters to check is more than "
+                        "%ld", opt.subscribers, opt.publishers, MAX_PEER_STREAMS);
 }
 
 static void parse_args(int argc, char **argv)
@@ -182,9 +241,10 @@ static void parse_args(int argc, char **argv)
     if (strcmp(argv[1], "fanout") != 0)
         bench_die_usage("unknown scenario '%s' (known: fanout)", argv[1]);
 
-    enum { O_URL = 256, O_SUBS, O_PUBS, O_BATCH, O_SIZE, O_INFLIGHT, O_RATE, O_DUR, O_WARMUP,
-           O_THREADS, O_PID, O_TOKEN, O_COLL, O_JSON };
+    enum { O_TARGET = 256, O_URL, O_SUBS, O_PUBS, O_BATCH, O_SIZE, O_INFLIGHT, O_RATE, O_DUR,
+           O_WARMUP, O_THREADS, O_PID, O_TOKEN, O_COLL, O_JSON };
     static const struct option longopts[] = {
+        {"target", required_argument, NULL, O_TARGET},
         {"url", required_argument, NULL, O_URL},
         {"subscribers", required_argument, NULL, O_SUBS},
         {"publishers", required_argument, NULL, O_PUBS},
@@ -207,11 +267,12 @@ static void parse_args(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
+        case O_TARGET: opt.target = parse_target(optarg); break;
         case O_URL: opt.url = optarg; break;
         case O_SUBS: opt.subscribers = bench_option_long("--subscribers", optarg, 1, 1000000); break;
         case O_PUBS: opt.publishers = bench_option_long("--publishers", optarg, 1, 10000); break;
         case O_BATCH: opt.batch = bench_option_long("--batch", optarg, 1, 1000); break;
-        case O_SIZE: opt.size = bench_option_long("--size", optarg, MIN_SIZE, MAX_SIZE); break;
+        case O_SIZE: opt.size = bench_option_long("--size", optarg, EVENT_DOC_MIN_SIZE, MAX_SIZE); break;
         case O_INFLIGHT: opt.inflight = bench_option_long("--inflight", optarg, 1, 1024); break;
         case O_RATE: opt.rate = bench_option_double("--rate", optarg, 0, 1e9); break;
         case O_DUR: opt.duration = bench_option_double("--duration", optarg, 0.1, 86400); break;
@@ -243,13 +304,19 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc)
         bench_die_usage("unexpected argument '%s'", argv[optind]);
-    bench_parse_url(opt.url, &opt.ep);
+    if (!opt.url)
+        opt.url = opt.target ? opt.target->default_url : NEBULA_URL;
+    if (opt.target)
+        set_peer_request(opt.target, opt.url, &opt.ep);
+    else
+        bench_parse_url(opt.url, "/v1/sync", &opt.ep);
     long conns = opt.subscribers + opt.publishers;
     if (opt.threads > conns)
         opt.threads = (int)conns;
     if (opt.batch * (opt.size + 200) > 64L << 20)
         bench_die_usage("--batch x --size: a Push of %ld x %ld bytes is unreasonably large",
                         opt.batch, opt.size);
+    check_target_options();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -340,6 +407,7 @@ static _Atomic uint64_t window_end_ns = UINT64_MAX;     /* are recorded in the h
 static struct bench_dest dest;        /* the broker; sources 127.0.X.Y if loopback */
 static SSL_CTX *ssl_ctx;
 static uint64_t run_id;               /* random: event and document ids of this run */
+static struct fanout_params params;   /* the scenario, for the peer targets */
 static _Atomic uint32_t max_message_size;  /* from Welcome.limits; 0 until known */
 
 enum cstate { ST_TCP, ST_TLS, ST_HTTP, ST_WELCOME, ST_SUBSCRIBING, ST_READY, ST_CLOSING, ST_DONE };
@@ -366,12 +434,13 @@ struct pub {
     uint8_t *data;                    /* opt.batch documents of opt.size bytes */
     uint8_t *packbuf;
     size_t packcap;
+    size_t batch_bytes;               /* unacked targets: the last batch's frame */
     struct event *timer;              /* --rate pacing */
     uint64_t interval_ns;             /* --rate: between two Pushes of this publisher */
     uint64_t next_due_ns;
 };
 
-struct conn {
+struct fanout_conn {
     struct worker *w;
     enum role role;
     long index;                       /* subscriber or publisher index */
@@ -387,15 +456,18 @@ struct conn {
     size_t frag_len, frag_cap;
 
     /* subscriber */
-    bool started;                     /* initial snapshot done: last_seq is meaningful */
+    bool started;                     /* initial snapshot done: seq is meaningful */
     bool resnapshot;                  /* a later Subscribed: a snapshot is coming */
-    uint64_t last_seq;
-    _Atomic uint64_t last_seq_shared; /* for the main thread's drain check */
-    uint64_t received, lost, dup, skipped, foreign;
+    struct seq_stream seq;            /* nebula: the collection's seqs */
+    struct seq_table table;           /* peer targets: one stream per publisher */
+    _Atomic uint64_t last_seq_shared; /* seq.last or table.position, for the drain check */
+    uint64_t received, skipped, foreign;
     uint32_t resnapshots;
 
     /* publisher */
     struct pub *pub;
+
+    void *peer;                       /* the peer target's state for this connection */
 };
 
 enum fail_kind { FK_SETUP, FK_RUN, FK_COUNT };
@@ -406,7 +478,7 @@ struct worker {
     struct event_base *base;
     struct event *phase_ev;
     struct event *grace_ev;
-    struct conn *conns;               /* this thread's subscribers, then its publishers */
+    struct fanout_conn *conns;        /* this thread's subscribers, then its publishers */
     long nconns, nsubs;
     long launched;                    /* conns started so far */
     long handshaking;
@@ -428,6 +500,7 @@ struct worker {
     _Atomic uint64_t max_seq;         /* highest ACCEPTED seq seen */
     atomic_long inflight;             /* Push messages awaiting a result */
     _Atomic uint64_t sched_slips;     /* --rate: a publisher fell > 100 ms behind */
+    atomic_bool stopped;              /* PH_STOP seen: its publishers send nothing more */
 
     /* read after join */
     char first_err[FK_COUNT][256];
@@ -441,10 +514,10 @@ static struct worker *workers;
 /* connections: failure, freeing                                             */
 
 static void refill(struct worker *w);
-static void pub_pump(struct conn *c);
-static void fast_read_start(struct conn *c);
+static void pub_pump(struct fanout_conn *c);
+static void fast_read_start(struct fanout_conn *c);
 
-static void conn_release(struct conn *c)
+static void conn_release(struct fanout_conn *c)
 {
     struct worker *w = c->w;
     if (!c->live)
@@ -488,8 +561,8 @@ static void conn_release(struct conn *c)
 /* A connection failed: counted as a setup failure before the run, as a run
  * failure (a subscriber or publisher lost) after; the first error of each
  * kind is kept verbatim. Always returns false (the conn is gone). */
-static bool conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool conn_fail(struct conn *c, const char *fmt, ...)
+static bool conn_fail(struct fanout_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool conn_fail(struct fanout_conn *c, const char *fmt, ...)
 {
     struct worker *w = c->w;
     if (w->closing || c->state == ST_CLOSING) {   /* we are closing it anyway */
@@ -516,7 +589,7 @@ static bool conn_fail(struct conn *c, const char *fmt, ...)
 
 /* Masks buf[hlen..hlen+len) and writes the header in front of it; then sends
  * the whole frame with one copy into the bufferevent. */
-static void send_framed(struct conn *c, uint8_t opcode, uint8_t *buf, size_t hlen, size_t len)
+static void send_framed(struct fanout_conn *c, uint8_t opcode, uint8_t *buf, size_t hlen, size_t len)
 {
     uint64_t r = xs_next(&c->w->xs);
     uint8_t mask[4];
@@ -524,7 +597,7 @@ static void send_framed(struct conn *c, uint8_t opcode, uint8_t *buf, size_t hle
     bench_ws_send_masked(c->bev, opcode, buf, hlen, len, mask);
 }
 
-static void send_small(struct conn *c, uint8_t opcode, const uint8_t *payload, size_t len)
+static void send_small(struct fanout_conn *c, uint8_t opcode, const uint8_t *payload, size_t len)
 {
     uint8_t frame[WS_MAX_HEADER_LEN + WS_MAX_CONTROL_PAYLOAD];
     if (len > WS_MAX_CONTROL_PAYLOAD)
@@ -535,7 +608,7 @@ static void send_small(struct conn *c, uint8_t opcode, const uint8_t *payload, s
 }
 
 /* Packs a ClientMessage and sends it as one masked binary frame. */
-static bool send_client_message(struct conn *c, const Nebula__Sync__V1__ClientMessage *m)
+static bool send_client_message(struct fanout_conn *c, const Nebula__Sync__V1__ClientMessage *m)
 {
     size_t len = nebula__sync__v1__client_message__get_packed_size(m);
     size_t hlen = bench_ws_header_len(len);
@@ -550,11 +623,10 @@ static bool send_client_message(struct conn *c, const Nebula__Sync__V1__ClientMe
     return true;
 }
 
-static void send_hello(struct conn *c)
+static void send_hello(struct fanout_conn *c)
 {
-    char id[96];
-    snprintf(id, sizeof id, PROG "-%016" PRIx64 "-%c%ld", run_id, c->role == ROLE_SUB ? 's' : 'p',
-             c->index);
+    char id[FANOUT_CLIENT_ID_MAX];
+    fanout_conn_client_id(c, id);
     Nebula__Sync__V1__Hello hello = NEBULA__SYNC__V1__HELLO__INIT;
     hello.client_id = id;
     hello.auth_token = (char *)(opt.token ? opt.token : "");
@@ -565,7 +637,7 @@ static void send_hello(struct conn *c)
     send_client_message(c, &m);
 }
 
-static void send_subscribe(struct conn *c)
+static void send_subscribe(struct fanout_conn *c)
 {
     Nebula__Sync__V1__CollectionSubscription cs = NEBULA__SYNC__V1__COLLECTION_SUBSCRIPTION__INIT;
     cs.collection = (char *)opt.collection;
@@ -579,7 +651,7 @@ static void send_subscribe(struct conn *c)
     send_client_message(c, &m);
 }
 
-static void close_politely(struct conn *c)
+static void close_politely(struct fanout_conn *c)
 {
     uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
     size_t n = ws_close_payload_write(payload, WS_CLOSE_NORMAL, "bench done");
@@ -594,59 +666,23 @@ static void close_politely(struct conn *c)
 /* ------------------------------------------------------------------------ */
 /* publishers                                                                */
 
-static const char hexd[] = "0123456789abcdef";
-
-static void put_hex(char *out, uint64_t v, int digits)
-{
-    for (int i = digits - 1; i >= 0; i--) {
-        out[i] = hexd[v & 15];
-        v >>= 4;
-    }
-}
-
-static void put_dec19(uint8_t *out, uint64_t v)
-{
-    for (int i = TS_DIGITS - 1; i >= 0; i--) {
-        out[i] = (uint8_t)('0' + v % 10);
-        v /= 10;
-    }
-}
-
-/* {"ts":"<19 digits>","pub":N,"pad":"xxxx...x"}  exactly opt.size bytes */
-static void fill_document(uint8_t *doc, long pub_index)
-{
-    char head[96];
-    int n = snprintf(head, sizeof head, TS_PREFIX "%0*d\",\"pub\":%ld,\"pad\":\"", TS_DIGITS, 0,
-                     pub_index);
-    size_t pad = (size_t)opt.size - (size_t)n - 2;   /* MIN_SIZE keeps this positive */
-    memcpy(doc, head, (size_t)n);
-    memset(doc + n, 'x', pad);
-    memcpy(doc + n + pad, "\"}", 2);
-}
-
 static void on_pub_timer(evutil_socket_t fd, short what, void *arg);
 
-static struct pub *pub_new(struct conn *c, long index)
+/* nebula-syncd: the K protobuf events of a Push, reused for every Push. */
+static void pub_prepare_push(struct pub *p)
 {
-    struct worker *w = c->w;
-    struct pub *p = calloc(1, sizeof *p);
-    if (!p)
-        bench_die(1, "out of memory");
     size_t k = (size_t)opt.batch;
-    p->index = index;
-    p->next_request_id = 1;
-    p->slots = calloc((size_t)opt.inflight, sizeof *p->slots);
     p->events = calloc(k, sizeof *p->events);
     p->event_ptrs = calloc(k, sizeof *p->event_ptrs);
     p->ids = calloc(k, sizeof *p->ids);
     p->doc_ids = calloc(k, sizeof *p->doc_ids);
     p->data = malloc(k * (size_t)opt.size);
-    if (!p->slots || !p->events || !p->event_ptrs || !p->ids || !p->doc_ids || !p->data)
+    if (!p->events || !p->event_ptrs || !p->ids || !p->doc_ids || !p->data)
         bench_die(1, "out of memory");
     for (size_t i = 0; i < k; i++) {
         nebula__sync__v1__event__init(&p->events[i]);
         p->event_ptrs[i] = &p->events[i];
-        fill_document(p->data + i * (size_t)opt.size, index);
+        event_doc_fill(p->data + i * (size_t)opt.size, (size_t)opt.size, p->index);
         p->events[i].id = p->ids[i];
         p->events[i].document_id = p->doc_ids[i];
         p->events[i].collection = (char *)opt.collection;
@@ -654,6 +690,21 @@ static struct pub *pub_new(struct conn *c, long index)
         p->events[i].data.len = (size_t)opt.size;
         p->events[i].client_id = "";
     }
+}
+
+static struct pub *pub_new(struct fanout_conn *c, long index)
+{
+    struct worker *w = c->w;
+    struct pub *p = calloc(1, sizeof *p);
+    if (!p)
+        bench_die(1, "out of memory");
+    p->index = index;
+    p->next_request_id = 1;
+    p->slots = calloc((size_t)opt.inflight, sizeof *p->slots);
+    if (!p->slots)
+        bench_die(1, "out of memory");
+    if (!opt.target)
+        pub_prepare_push(p);          /* a peer target writes its own batches */
     if (opt.rate > 0) {
         double per_pub = opt.rate / (double)opt.publishers;          /* events/s */
         double iv = 1e9 * (double)opt.batch / per_pub;
@@ -681,18 +732,20 @@ static void pub_free(struct pub *p)
     free(p);
 }
 
+static struct slot *free_slot(struct pub *p)
+{
+    for (long i = 0; i < opt.inflight; i++)
+        if (p->slots[i].request_id == 0)
+            return &p->slots[i];
+    return NULL;
+}
+
 /* Fills the batch's K events (ids, documents, timestamps) and sends one Push. */
-static bool send_push(struct conn *c)
+static bool send_push(struct fanout_conn *c)
 {
     struct worker *w = c->w;
     struct pub *p = c->pub;
-    struct slot *slot = NULL;
-    for (long i = 0; i < opt.inflight; i++) {
-        if (p->slots[i].request_id == 0) {
-            slot = &p->slots[i];
-            break;
-        }
-    }
+    struct slot *slot = free_slot(p);
     if (!slot)
         return true;                  /* cannot happen: inflight < W */
     uint64_t ts = bench_mono_ns();
@@ -700,25 +753,12 @@ static bool send_push(struct conn *c)
     for (long i = 0; i < opt.batch; i++) {
         Nebula__Sync__V1__Event *e = &p->events[i];
         uint64_t n = p->counter++;
-        /* a UUID-shaped id, unique per run, publisher and event:
-         * rrrrrrrr-rrrr-4ppp-8ppp-cccccccccccc */
-        char *id = p->ids[i];
-        put_hex(id, run_id >> 32, 8);
-        id[8] = '-';
-        put_hex(id + 9, (run_id >> 16) & 0xffff, 4);
-        id[13] = '-';
-        id[14] = '4';
-        put_hex(id + 15, (uint64_t)p->index & 0xfff, 3);
-        id[18] = '-';
-        put_hex(id + 19, 0x8000 | (((uint64_t)p->index >> 12) & 0x3fff), 4);
-        id[23] = '-';
-        put_hex(id + 24, n & 0xffffffffffffULL, 12);
-        id[36] = '\0';
-        uint64_t d = n % DOCS_PER_PUBLISHER;
+        event_id_write(p->ids[i], run_id, (uint32_t)p->index, n);
+        uint64_t d = n % EVENT_DOCS_PER_PUBLISHER;
         snprintf(p->doc_ids[i], sizeof p->doc_ids[i], "bench-p%ld-d%" PRIu64, p->index, d);
-        e->type = n < DOCS_PER_PUBLISHER ? NEBULA__SYNC__V1__EVENT_TYPE__EVENT_TYPE_INSERT
-                                         : NEBULA__SYNC__V1__EVENT_TYPE__EVENT_TYPE_UPDATE;
-        put_dec19(e->data.data + TS_OFFSET, ts);
+        e->type = n < EVENT_DOCS_PER_PUBLISHER ? NEBULA__SYNC__V1__EVENT_TYPE__EVENT_TYPE_INSERT
+                                               : NEBULA__SYNC__V1__EVENT_TYPE__EVENT_TYPE_UPDATE;
+        event_doc_set_ts(e->data.data, ts);
         e->timestamp = (int64_t)(wall / 1000000u);
         p->hlc = wall > p->hlc ? wall : p->hlc + 1;   /* strictly increasing: LWW accepts */
         e->hlc = p->hlc;
@@ -753,6 +793,45 @@ static bool send_push(struct conn *c)
     return true;
 }
 
+/* A peer target's batch: the driver numbers it and keeps its slot (acked
+ * targets) or counts it done once written (the others). */
+static bool send_peer_batch(struct fanout_conn *c)
+{
+    struct worker *w = c->w;
+    struct pub *p = c->pub;
+    struct slot *slot = NULL;
+    if (opt.target->acked && !(slot = free_slot(p)))
+        return true;                  /* cannot happen: inflight < W */
+    uint64_t first = p->counter, request_id = p->next_request_id++;
+    size_t unsent = fanout_conn_unsent(c);
+    p->counter += (uint64_t)opt.batch;
+    if (!opt.target->send_batch(c, c->peer, request_id, first, bench_mono_ns()))
+        return false;
+    atomic_fetch_add_explicit(&w->pushes_sent, 1, memory_order_relaxed);
+    if (slot) {
+        slot->request_id = request_id;
+        slot->sent_ns = bench_mono_ns();
+        p->inflight++;
+        atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
+        return true;
+    }
+    p->batch_bytes = fanout_conn_unsent(c) - unsent;
+    atomic_fetch_add_explicit(&w->pushes_acked, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->events_accepted, (uint64_t)opt.batch, memory_order_relaxed);
+    return true;
+}
+
+/* Whether a publisher may send a batch now (the phase and --rate aside):
+ * fewer than W unanswered, or for targets that answer nothing, fewer than W
+ * batches' bytes still in the tool's output buffer. */
+static bool pub_may_send(struct fanout_conn *c)
+{
+    struct pub *p = c->pub;
+    if (!opt.target || opt.target->acked)
+        return p->inflight < opt.inflight;
+    return fanout_conn_unsent(c) < (size_t)opt.inflight * p->batch_bytes || p->batch_bytes == 0;
+}
+
 static void on_pub_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -762,12 +841,12 @@ static void on_pub_timer(evutil_socket_t fd, short what, void *arg)
 
 /* Sends Pushes while the phase allows, fewer than W are in flight and (with
  * --rate) one is due. */
-static void pub_pump(struct conn *c)
+static void pub_pump(struct fanout_conn *c)
 {
     struct pub *p = c->pub;
     if (!c->live || c->state != ST_READY)
         return;
-    while (atomic_load_explicit(&phase, memory_order_relaxed) == PH_RUN && p->inflight < opt.inflight) {
+    while (atomic_load_explicit(&phase, memory_order_relaxed) == PH_RUN && pub_may_send(c)) {
         if (p->interval_ns) {
             uint64_t now = bench_mono_ns();
             if (now < p->next_due_ns) {
@@ -782,35 +861,44 @@ static void pub_pump(struct conn *c)
             }
             p->next_due_ns += p->interval_ns;
         }
-        if (!send_push(c))
+        if (!(opt.target ? send_peer_batch(c) : send_push(c)))
             return;
     }
 }
 
-static bool on_push_result(struct conn *c, const Nebula__Sync__V1__PushResult *r, uint64_t now)
+static struct slot *find_slot(struct pub *p, uint64_t request_id)
+{
+    for (long i = 0; i < opt.inflight; i++)
+        if (p->slots[i].request_id == request_id && request_id != 0)
+            return &p->slots[i];
+    return NULL;
+}
+
+/* The answer to a batch came: its latency (window only), a free slot. */
+static void settle_slot(struct fanout_conn *c, struct slot *slot, uint64_t now)
 {
     struct worker *w = c->w;
-    struct pub *p = c->pub;
-    if (c->role != ROLE_PUB)
-        return conn_fail(c, "PushResult on a subscriber connection");
-    struct slot *slot = NULL;
-    for (long i = 0; i < opt.inflight; i++) {
-        if (p->slots[i].request_id == r->request_id && r->request_id != 0) {
-            slot = &p->slots[i];
-            break;
-        }
-    }
-    if (!slot)
-        return conn_fail(c, "PushResult for unknown request_id %" PRIu64, r->request_id);
-    if (r->n_results != (size_t)opt.batch)
-        return conn_fail(c, "PushResult with %zu results for %ld events", r->n_results, opt.batch);
     uint64_t ws = atomic_load_explicit(&window_start_ns, memory_order_relaxed);
     uint64_t we = atomic_load_explicit(&window_end_ns, memory_order_relaxed);
     if (slot->sent_ns >= ws && slot->sent_ns < we)
         hist_record(&w->ack, now - slot->sent_ns);
     slot->request_id = 0;
-    p->inflight--;
+    c->pub->inflight--;
     atomic_fetch_sub_explicit(&w->inflight, 1, memory_order_relaxed);
+}
+
+static bool on_push_result(struct fanout_conn *c, const Nebula__Sync__V1__PushResult *r, uint64_t now)
+{
+    struct worker *w = c->w;
+    struct pub *p = c->pub;
+    if (c->role != ROLE_PUB)
+        return conn_fail(c, "PushResult on a subscriber connection");
+    struct slot *slot = find_slot(p, r->request_id);
+    if (!slot)
+        return conn_fail(c, "PushResult for unknown request_id %" PRIu64, r->request_id);
+    if (r->n_results != (size_t)opt.batch)
+        return conn_fail(c, "PushResult with %zu results for %ld events", r->n_results, opt.batch);
+    settle_slot(c, slot, now);
     uint64_t accepted = 0, maxseq = 0;
     for (size_t i = 0; i < r->n_results; i++) {
         const Nebula__Sync__V1__EventResult *er = r->results[i];
@@ -842,13 +930,13 @@ static bool on_push_result(struct conn *c, const Nebula__Sync__V1__PushResult *r
 /* ------------------------------------------------------------------------ */
 /* subscribers                                                               */
 
-static void sub_set_position(struct conn *c, uint64_t seq)
+static void sub_set_position(struct fanout_conn *c, uint64_t seq)
 {
-    c->last_seq = seq;
+    c->seq.last = seq;
     atomic_store_explicit(&c->last_seq_shared, seq, memory_order_relaxed);
 }
 
-static bool on_subscribed(struct conn *c, const Nebula__Sync__V1__Subscribed *s)
+static bool on_subscribed(struct fanout_conn *c, const Nebula__Sync__V1__Subscribed *s)
 {
     if (c->role != ROLE_SUB)
         return conn_fail(c, "Subscribed on a publisher connection");
@@ -872,7 +960,7 @@ static bool on_subscribed(struct conn *c, const Nebula__Sync__V1__Subscribed *s)
     return true;
 }
 
-static bool on_snapshot(struct conn *c, const Nebula__Sync__V1__Snapshot *s)
+static bool on_snapshot(struct fanout_conn *c, const Nebula__Sync__V1__Snapshot *s)
 {
     struct worker *w = c->w;
     if (c->role != ROLE_SUB)
@@ -886,26 +974,19 @@ static bool on_snapshot(struct conn *c, const Nebula__Sync__V1__Snapshot *s)
         if (c->state != ST_SUBSCRIBING)
             return conn_fail(c, "Snapshot before Subscribed");
         sub_set_position(c, pos);
-        c->started = true;
-        c->state = ST_READY;
-        w->handshaking--;
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
-        fast_read_start(c);
-        atomic_fetch_add_explicit(&w->ready_subs, 1, memory_order_relaxed);
-        refill(w);
-        return true;
+        return fanout_conn_ready(c);
     }
     c->resnapshot = false;
-    if (pos > c->last_seq) {
-        c->skipped += pos - c->last_seq;
-        atomic_fetch_add_explicit(&w->lost, pos - c->last_seq, memory_order_relaxed);
+    if (pos > c->seq.last) {
+        c->skipped += pos - c->seq.last;
+        atomic_fetch_add_explicit(&w->lost, pos - c->seq.last, memory_order_relaxed);
         sub_set_position(c, pos);
     }
     return true;
 }
 
 /* The hot path: every seq checked, every event of the window timed. */
-static bool on_events(struct conn *c, const Nebula__Sync__V1__Events *ev, uint64_t now)
+static bool on_events(struct fanout_conn *c, const Nebula__Sync__V1__Events *ev, uint64_t now)
 {
     struct worker *w = c->w;
     if (c->role != ROLE_SUB)
@@ -916,23 +997,12 @@ static bool on_events(struct conn *c, const Nebula__Sync__V1__Events *ev, uint64
         return conn_fail(c, "Events of collection '%s'", ev->collection ? ev->collection : "");
     uint64_t ws = atomic_load_explicit(&window_start_ns, memory_order_relaxed);
     uint64_t we = atomic_load_explicit(&window_end_ns, memory_order_relaxed);
-    uint64_t last = c->last_seq, lost = 0, dup = 0;
+    uint64_t lost0 = c->seq.lost, dup0 = c->seq.dup;
     for (size_t i = 0; i < ev->n_events; i++) {
         const Nebula__Sync__V1__Event *e = ev->events[i];
-        uint64_t s = e->seq;
-        if (s == last + 1) {
-            last = s;
-        } else if (s > last + 1) {
-            lost += s - last - 1;
-            last = s;
-        } else {
-            dup++;
-        }
-        const uint8_t *d = e->data.data;
-        if (e->data.len >= TS_OFFSET + TS_DIGITS && memcmp(d, TS_PREFIX, TS_OFFSET) == 0) {
-            uint64_t ts = 0;
-            for (int k = 0; k < TS_DIGITS; k++)
-                ts = ts * 10 + (uint64_t)(d[TS_OFFSET + k] - '0');
+        seq_stream_observe(&c->seq, e->seq);
+        uint64_t ts;
+        if (event_doc_ts(e->data.data, e->data.len, &ts)) {
             if (ts >= ws && ts < we)
                 hist_record(&w->lat, now > ts ? now - ts : 0);
         } else {
@@ -940,25 +1010,69 @@ static bool on_events(struct conn *c, const Nebula__Sync__V1__Events *ev, uint64
         }
     }
     c->received += ev->n_events;
-    sub_set_position(c, last);
+    atomic_store_explicit(&c->last_seq_shared, c->seq.last, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->delivered, ev->n_events, memory_order_relaxed);
-    if (lost) {
-        c->lost += lost;
-        atomic_fetch_add_explicit(&w->lost, lost, memory_order_relaxed);
-    }
-    if (dup) {
-        c->dup += dup;
-        atomic_fetch_add_explicit(&w->dup, dup, memory_order_relaxed);
-    }
+    if (c->seq.lost != lost0)
+        atomic_fetch_add_explicit(&w->lost, c->seq.lost - lost0, memory_order_relaxed);
+    if (c->seq.dup != dup0)
+        atomic_fetch_add_explicit(&w->dup, c->seq.dup - dup0, memory_order_relaxed);
     return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* subscribers of the peer targets: events found in JSON                     */
+
+struct json_delivery {
+    struct fanout_conn *c;
+    uint64_t now, window_start, window_end;
+};
+
+/* One event of this run: its publisher's stream checked, its latency timed. */
+static void on_peer_event(void *arg, const struct peer_event *e)
+{
+    struct json_delivery *d = arg;
+    struct fanout_conn *c = d->c;
+    struct worker *w = c->w;
+    if (e->pub >= (uint64_t)opt.publishers) {
+        c->foreign++;                 /* this run's id, yet no such publisher */
+        return;
+    }
+    struct seq_stream *s = &c->table.streams[e->pub];
+    uint64_t lost0 = s->lost;
+    switch (seq_table_observe(&c->table, e->pub, e->counter + 1)) {
+    case SEQ_IN_ORDER:
+        break;
+    case SEQ_GAP:
+        atomic_fetch_add_explicit(&w->lost, s->lost - lost0, memory_order_relaxed);
+        break;
+    case SEQ_DUPLICATE:
+        atomic_fetch_add_explicit(&w->dup, 1, memory_order_relaxed);
+        break;
+    }
+    if (e->has_ts && e->ts_ns >= d->window_start && e->ts_ns < d->window_end)
+        hist_record(&w->lat, d->now > e->ts_ns ? d->now - e->ts_ns : 0);
+    c->received++;
+}
+
+void fanout_sub_events_json(struct fanout_conn *c, const uint8_t *json, size_t len, uint64_t now)
+{
+    struct json_delivery d = {
+        .c = c,
+        .now = now,
+        .window_start = atomic_load_explicit(&window_start_ns, memory_order_relaxed),
+        .window_end = atomic_load_explicit(&window_end_ns, memory_order_relaxed),
+    };
+    uint64_t before = c->received;
+    c->foreign += peer_events_scan(json, len, run_id, on_peer_event, &d);
+    atomic_fetch_add_explicit(&c->w->delivered, c->received - before, memory_order_relaxed);
+    atomic_store_explicit(&c->last_seq_shared, c->table.position, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------ */
 /* server messages                                                           */
 
-static bool on_welcome(struct conn *c, const Nebula__Sync__V1__Welcome *wm)
+static bool on_welcome(struct fanout_conn *c, const Nebula__Sync__V1__Welcome *wm)
 {
-    struct worker *w = c->w;
     if (c->state != ST_WELCOME)
         return conn_fail(c, "unexpected Welcome");
     if (wm->limits && wm->limits->max_message_size)   /* same broker, same value */
@@ -968,17 +1082,10 @@ static bool on_welcome(struct conn *c, const Nebula__Sync__V1__Welcome *wm)
         send_subscribe(c);
         return c->live;
     }
-    c->state = ST_READY;
-    w->handshaking--;
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
-    atomic_fetch_add_explicit(&w->ready_pubs, 1, memory_order_relaxed);
-    refill(w);
-    if (atomic_load_explicit(&phase, memory_order_relaxed) == PH_RUN)
-        pub_pump(c);
-    return c->live;
+    return fanout_conn_ready(c);
 }
 
-static bool handle_message(struct conn *c, const uint8_t *p, size_t n)
+static bool handle_message(struct fanout_conn *c, const uint8_t *p, size_t n)
 {
     struct worker *w = c->w;
     uint64_t now = bench_mono_ns();
@@ -1016,10 +1123,18 @@ static bool handle_message(struct conn *c, const uint8_t *p, size_t n)
     return alive;
 }
 
+/* One whole data message: nebula-syncd's protobuf, or the peer target's. */
+static bool handle_data(struct fanout_conn *c, uint8_t *p, size_t n)
+{
+    if (opt.target)
+        return opt.target->on_message(c, c->peer, p, n, bench_mono_ns());
+    return handle_message(c, p, n);
+}
+
 /* Parses every complete frame in the input. Frames are looked at in place in
  * the first chunk of the evbuffer; only a frame that straddles chunks is
  * pulled up (copied) into one. */
-static void process_frames(struct conn *c)
+static void process_frames(struct fanout_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     for (;;) {
@@ -1078,13 +1193,13 @@ static void process_frames(struct conn *c)
             evbuffer_drain(in, f.frame_len);
             continue;
         }
-        if (f.message_opcode != WS_OP_BINARY) {
+        if (f.message_opcode != WS_OP_BINARY && !opt.target) {
             conn_fail(c, "text message from the broker (the protocol is binary)");
             return;
         }
         bool alive;
         if (f.message_begins && f.message_ends) {
-            alive = handle_message(c, f.payload, (size_t)f.payload_len);
+            alive = handle_data(c, f.payload, (size_t)f.payload_len);
         } else {
             size_t need = c->frag_len + (size_t)f.payload_len;
             if (need > c->frag_cap) {
@@ -1103,7 +1218,7 @@ static void process_frames(struct conn *c)
             c->frag_len = need;
             alive = true;
             if (f.message_ends) {
-                alive = handle_message(c, c->frag, c->frag_len);
+                alive = handle_data(c, c->frag, c->frag_len);
                 if (alive)
                     c->frag_len = 0;
             }
@@ -1118,7 +1233,7 @@ static void process_frames(struct conn *c)
 /* connection setup: TCP, TLS, upgrade                                       */
 
 /* Checks the 101 (head ends with CRLFCRLF). false: c failed. */
-static bool check_response(struct conn *c, const char *head, size_t len)
+static bool check_response(struct fanout_conn *c, const char *head, size_t len)
 {
     size_t l0;
     const char *p;
@@ -1140,17 +1255,18 @@ static bool check_response(struct conn *c, const char *head, size_t len)
         else if (h.kind == BENCH_HDR_ACCEPT)
             accept = h.as_expected;
         else if (h.kind == BENCH_HDR_PROTOCOL)
-            proto_ok = h.as_expected;
+            proto_ok = h.as_expected && !opt.target;
     }
     if (!upgrade || !connection || !accept || !proto_ok)
         return conn_fail(c, "bad 101: %s", !upgrade ? "no 'Upgrade: websocket'"
                          : !connection ? "no 'Connection: Upgrade'"
                          : !accept ? "missing or wrong Sec-WebSocket-Accept"
+                         : opt.target ? "a Sec-WebSocket-Protocol, though none was offered"
                          : "a Sec-WebSocket-Protocol other than " BENCH_SUBPROTOCOL);
     return true;
 }
 
-static void send_request(struct conn *c)
+static void send_request(struct fanout_conn *c)
 {
     char key[32];
     const char *err = bench_ws_new_key(key, c->accept);
@@ -1159,12 +1275,13 @@ static void send_request(struct conn *c)
         return;
     }
     c->state = ST_HTTP;
-    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key, PROG);
+    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key,
+                           opt.target ? opt.target->subprotocol : BENCH_SUBPROTOCOL, PROG);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    struct conn *c = arg;
+    struct fanout_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     if (c->state == ST_HTTP) {
         size_t hlen;
@@ -1178,7 +1295,12 @@ static void on_read(struct bufferevent *bev, void *arg)
             return;
         evbuffer_drain(in, hlen);
         c->state = ST_WELCOME;
-        send_hello(c);
+        if (opt.target) {
+            if (!opt.target->on_upgraded(c, c->peer))
+                return;
+        } else {
+            send_hello(c);
+        }
         if (!c->live)
             return;
     }
@@ -1188,7 +1310,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct fanout_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {             /* TLS handshake done */
         send_request(c);
         return;
@@ -1199,7 +1321,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     static const char *const st_name[] = {"tcp connect", "tls", "upgrade", "welcome",
                                           "subscribed/snapshot", "ready", "closing", "done"};
-    const char *ph = st_name[c->state];
+    const char *ph = opt.target && c->state == ST_WELCOME ? "protocol setup" : st_name[c->state];
     if (what & BEV_EVENT_TIMEOUT) {
         conn_fail(c, "no progress for %d s during %s", HANDSHAKE_TIMEOUT_S, ph);
         return;
@@ -1226,7 +1348,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 static void on_sock_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
-    struct conn *c = arg;
+    struct fanout_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer_iovec vec[2];
     /* a socket bufferevent keeps the end of its input frozen except while
@@ -1270,7 +1392,7 @@ static void on_sock_read(evutil_socket_t fd, short what, void *arg)
     process_frames(c);
 }
 
-static void fast_read_start(struct conn *c)
+static void fast_read_start(struct fanout_conn *c)
 {
     if (opt.ep.tls || c->rev)
         return;
@@ -1282,9 +1404,15 @@ static void fast_read_start(struct conn *c)
     event_add(c->rev, NULL);
 }
 
+static void on_output_drained(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    pub_pump(arg);
+}
+
 static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct fanout_conn *c = arg;
     event_free(c->cev);
     c->cev = NULL;
     if (what & EV_TIMEOUT) {
@@ -1311,13 +1439,15 @@ static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
     c->fd = -1;
     struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, &tv, &tv);
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+    /* publishers that get no answers send more once their output drained */
+    bool pace_by_output = opt.target && !opt.target->acked && c->role == ROLE_PUB;
+    bufferevent_setcb(c->bev, on_read, pace_by_output ? on_output_drained : NULL, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (!opt.ep.tls)
         send_request(c);
 }
 
-static bool launch(struct conn *c)
+static bool launch(struct fanout_conn *c)
 {
     struct worker *w = c->w;
     c->fd = -1;
@@ -1352,10 +1482,96 @@ static void refill(struct worker *w)
     while (w->launched < w->nconns && w->handshaking < RAMP_PER_THREAD) {
         if (atomic_load_explicit(&w->failed[FK_SETUP], memory_order_relaxed))
             return;                   /* the run is off: the main thread will close */
-        struct conn *c = &w->conns[w->launched++];
+        struct fanout_conn *c = &w->conns[w->launched++];
         if (!launch(c))
             return;
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the driver's side of fanout_target.h                                      */
+
+const struct fanout_params *fanout_params(void)
+{
+    return &params;
+}
+
+enum fanout_role fanout_conn_role(const struct fanout_conn *c)
+{
+    return c->role == ROLE_SUB ? FANOUT_SUBSCRIBER : FANOUT_PUBLISHER;
+}
+
+long fanout_conn_index(const struct fanout_conn *c)
+{
+    return c->index;
+}
+
+void fanout_conn_client_id(const struct fanout_conn *c, char *out)
+{
+    snprintf(out, FANOUT_CLIENT_ID_MAX, PROG "-%016" PRIx64 "-%c%ld", run_id,
+             c->role == ROLE_SUB ? 's' : 'p', c->index);
+}
+
+void fanout_conn_send(struct fanout_conn *c, uint8_t opcode, uint8_t *buf, size_t hlen, size_t len)
+{
+    send_framed(c, opcode, buf, hlen, len);
+}
+
+size_t fanout_conn_unsent(const struct fanout_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+bool fanout_conn_fail(struct fanout_conn *c, const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return conn_fail(c, "%s", msg);
+}
+
+bool fanout_conn_ready(struct fanout_conn *c)
+{
+    struct worker *w = c->w;
+    c->state = ST_READY;
+    w->handshaking--;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (c->role == ROLE_SUB) {
+        c->started = true;
+        fast_read_start(c);
+        atomic_fetch_add_explicit(&w->ready_subs, 1, memory_order_relaxed);
+        refill(w);
+        return c->live;
+    }
+    atomic_fetch_add_explicit(&w->ready_pubs, 1, memory_order_relaxed);
+    refill(w);
+    if (atomic_load_explicit(&phase, memory_order_relaxed) == PH_RUN)
+        pub_pump(c);
+    return c->live;
+}
+
+bool fanout_pub_settled(struct fanout_conn *c, uint64_t request_id, bool accepted, const char *why,
+                        uint64_t now)
+{
+    struct worker *w = c->w;
+    struct slot *slot = find_slot(c->pub, request_id);
+    if (!slot)
+        return conn_fail(c, "an answer to unknown batch %" PRIu64, request_id);
+    settle_slot(c, slot, now);
+    atomic_fetch_add_explicit(&w->pushes_acked, 1, memory_order_relaxed);
+    if (accepted) {
+        atomic_fetch_add_explicit(&w->events_accepted, (uint64_t)opt.batch, memory_order_relaxed);
+    } else {
+        w->n_rejected += (uint64_t)opt.batch;
+        atomic_fetch_add_explicit(&w->events_not_accepted, (uint64_t)opt.batch,
+                                  memory_order_relaxed);
+        if (!w->first_reject[0])
+            snprintf(w->first_reject, sizeof w->first_reject, "%s", why ? why : "(no reason)");
+    }
+    pub_pump(c);
+    return c->live;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1379,7 +1595,7 @@ static void on_phase(evutil_socket_t fd, short what, void *arg)
     int ph = atomic_load(&phase);
     if (ph == PH_RUN) {
         for (long i = w->nsubs; i < w->nconns; i++) {
-            struct conn *c = &w->conns[i];
+            struct fanout_conn *c = &w->conns[i];
             if (c->pub && c->pub->interval_ns) {
                 /* spread the publishers' schedules over one interval */
                 c->pub->next_due_ns = bench_mono_ns() +
@@ -1388,13 +1604,14 @@ static void on_phase(evutil_socket_t fd, short what, void *arg)
             pub_pump(c);
         }
     } else if (ph == PH_STOP) {
+        atomic_store(&w->stopped, true);
         for (long i = w->nsubs; i < w->nconns; i++)
             if (w->conns[i].pub && w->conns[i].pub->timer)
                 evtimer_del(w->conns[i].pub->timer);
     } else if (ph == PH_CLOSE) {
         w->closing = true;
         for (long i = 0; i < w->nconns; i++) {
-            struct conn *c = &w->conns[i];
+            struct fanout_conn *c = &w->conns[i];
             if (!c->live || c->state == ST_CLOSING)
                 continue;
             if (c->state >= ST_WELCOME && c->bev)
@@ -1429,6 +1646,12 @@ static void set_phase(int ph)
 /* ------------------------------------------------------------------------ */
 /* main                                                                      */
 
+static void peer_conn_new(struct fanout_conn *c)
+{
+    if (opt.target && !(c->peer = opt.target->conn_new(c)))
+        bench_die(1, "out of memory");
+}
+
 static void raise_nofile(void)
 {
     unsigned long long limit = bench_raise_nofile();
@@ -1451,6 +1674,7 @@ struct totals {
     uint64_t delivered, lost, dup, pushes_sent, pushes_acked, accepted, not_accepted, max_seq;
     long inflight;
     uint64_t slips;
+    int stopped;                      /* threads that have seen PH_STOP */
 };
 
 static void sum_live(struct totals *t)
@@ -1474,7 +1698,16 @@ static void sum_live(struct totals *t)
             t->max_seq = m;
         t->inflight += atomic_load_explicit(&w->inflight, memory_order_relaxed);
         t->slips += atomic_load_explicit(&w->sched_slips, memory_order_relaxed);
+        t->stopped += atomic_load(&w->stopped);
     }
+}
+
+/* Where every subscriber's position must get to once nothing is in flight:
+ * the highest accepted seq on nebula-syncd; for the peer targets, whose
+ * positions add up each publisher's counter, every event published. */
+static uint64_t drain_target(const struct totals *t)
+{
+    return opt.target ? t->accepted : t->max_seq;
 }
 
 /* Subscribers (alive and started) whose position is below target. */
@@ -1494,6 +1727,18 @@ static long subs_behind(uint64_t target, uint64_t *missing)
     }
     if (missing)
         *missing = miss;
+    return n;
+}
+
+/* After the threads are joined: how many events each publisher sent. */
+static uint64_t *published_per_publisher(void)
+{
+    uint64_t *n = calloc((size_t)opt.publishers, sizeof *n);
+    if (!n)
+        bench_die(1, "out of memory");
+    for (int i = 0; i < opt.threads; i++)
+        for (long k = workers[i].nsubs; k < workers[i].nconns; k++)
+            n[workers[i].conns[k].index] = workers[i].conns[k].pub->counter;
     return n;
 }
 
@@ -1534,14 +1779,41 @@ static void progress(const char *label, uint64_t t0, struct sample *prev)
         snprintf(cpu, sizeof cpu, "  broker CPU %3.0f%%", 100.0 * (s.broker_cpu - prev->broker_cpu) / dt);
     if (s.host.ok && prev->host.ok && s.host.steal - prev->host.steal > 0.01 * dt)
         snprintf(steal, sizeof steal, "  steal %.2f cores", (s.host.steal - prev->host.steal) / dt);
-    fprintf(stderr, "[%6.1fs] %-7s accepted %8.0f ev/s (%6.0f pushes/s)  delivered %9.0f/s  "
+    bool acked = !opt.target || opt.target->acked;
+    fprintf(stderr, "[%6.1fs] %-7s %s %8.0f ev/s (%6.0f %s/s)  delivered %9.0f/s  "
             "lost %" PRIu64 "  dup %" PRIu64 "  in flight %ld%s  bench CPU %3.0f%%%s%s\n",
-            el, label, (double)(s.tot.accepted - prev->tot.accepted) / dt,
-            (double)(s.tot.pushes_acked - prev->tot.pushes_acked) / dt,
+            el, label, acked ? "accepted" : "sent", (double)(s.tot.accepted - prev->tot.accepted) / dt,
+            (double)(s.tot.pushes_acked - prev->tot.pushes_acked) / dt, opt.target ? "batches" : "pushes",
             (double)(s.tot.delivered - prev->tot.delivered) / dt, s.tot.lost, s.tot.dup,
             s.tot.inflight, cpu, 100.0 * (s.self_cpu - prev->self_cpu) / dt, steal,
             s.tot.failed[FK_RUN] ? "  CONNECTIONS LOST" : "");
     *prev = s;
+}
+
+static const char *target_name(void)
+{
+    return opt.target ? opt.target->name : "nebula";
+}
+
+/* What the summary calls the publishers' counters: only nebula-syncd has
+ * Push and PushResult; ws-broadcast answers nothing (no ack latency). */
+struct summary_labels {
+    const char *acked, *accepted, *ack_latency, *not_accepted, *foreign;
+};
+
+static struct summary_labels summary_labels(void)
+{
+    if (!opt.target)
+        return (struct summary_labels){"pushes acknowledged", "events accepted",
+                                       "latency push->PushResult", "push results not ACCEPTED",
+                                       "events not written by this run's tool format; seq-checked, "
+                                       "not timed"};
+    return (struct summary_labels){
+        opt.target->acked ? "batches acknowledged" : "batches sent (no acks)",
+        opt.target->acked ? "events acknowledged" : "events sent",
+        opt.target->acked ? "latency batch->ack" : NULL,
+        "batches not acknowledged as success",
+        "events this run did not write: counted, not checked"};
 }
 
 static void json_str(FILE *j, const char *s)
@@ -1593,6 +1865,15 @@ int main(int argc, char **argv)
     raise_nofile();
     bench_resolve(&opt.ep, &dest);
     run_id = rand_u64();
+    params = (struct fanout_params){
+        .collection = opt.collection,
+        .subscribers = opt.subscribers,
+        .publishers = opt.publishers,
+        .batch = opt.batch,
+        .size = opt.size,
+        .run_id = run_id,
+        .token = opt.token,
+    };
 
     long rss_before = -1, rss_after = -1;
     if (opt.broker_pid) {
@@ -1643,19 +1924,23 @@ int main(int argc, char **argv)
         hist_init(&w->lat);
         hist_init(&w->ack);
         for (long k = 0; k < ns; k++) {
-            struct conn *c = &w->conns[k];
+            struct fanout_conn *c = &w->conns[k];
             c->w = w;
             c->role = ROLE_SUB;
             c->index = i + k * opt.threads;
             c->fd = -1;
+            if (opt.target && !seq_table_init(&c->table, (size_t)opt.publishers))
+                bench_die(1, "out of memory");
+            peer_conn_new(c);
         }
         for (long k = 0; k < np; k++) {
-            struct conn *c = &w->conns[ns + k];
+            struct fanout_conn *c = &w->conns[ns + k];
             c->w = w;
             c->role = ROLE_PUB;
             c->index = i + k * opt.threads;
             c->fd = -1;
             c->pub = pub_new(c, c->index);
+            peer_conn_new(c);
         }
     }
 
@@ -1664,10 +1949,10 @@ int main(int argc, char **argv)
         snprintf(rate_txt, sizeof rate_txt, "%.0f events/s in all", opt.rate);
     else
         snprintf(rate_txt, sizeof rate_txt, "as fast as acknowledged");
-    fprintf(stderr, PROG " fanout: %s collection '%s': %ld subscribers, %ld publisher%s, batch %ld x "
+    fprintf(stderr, PROG " fanout: %s %s collection '%s': %ld subscribers, %ld publisher%s, batch %ld x "
             "%ld B, %ld in flight, %s; warm-up %.1f s, window %.1f s, %d thread%s%s\n",
-            opt.url, opt.collection, opt.subscribers, opt.publishers, opt.publishers == 1 ? "" : "s",
-            opt.batch, opt.size, opt.inflight, rate_txt, opt.warmup, opt.duration, opt.threads,
+            target_name(), opt.url, opt.collection, opt.subscribers, opt.publishers,
+            opt.publishers == 1 ? "" : "s", opt.batch, opt.size, opt.inflight, rate_txt, opt.warmup, opt.duration, opt.threads,
             opt.threads == 1 ? "" : "s", dest.spread_src ? ", sources 127.0.X.Y" : "");
 
     uint64_t t0 = bench_mono_ns();
@@ -1757,13 +2042,15 @@ int main(int argc, char **argv)
             snprintf(why_not, sizeof why_not, "interrupted");
         }
 
-        /* 3. drain: every Push answered, every subscriber up to the last seq */
+        /* 3. drain: every Push answered, every subscriber up to the last seq.
+         * A publisher may be sending its last Push while the phase changes:
+         * what was sent is known once every thread has seen PH_STOP. */
         uint64_t d0 = bench_mono_ns(), ddl = d0 + (uint64_t)DRAIN_TIMEOUT_S * 1000000000u;
         next_tick = d0 + 1000000000u;
         while (!bench_got_signal) {
             sum_live(&t);
-            if (t.inflight == 0) {
-                target = t.max_seq;
+            if (t.stopped == opt.threads && t.inflight == 0) {
+                target = drain_target(&t);
                 behind = subs_behind(target, &tail_missing);
                 if (behind == 0) {
                     drained = true;
@@ -1780,8 +2067,8 @@ int main(int argc, char **argv)
         }
         drain_s_ns = bench_mono_ns() - d0;
         sum_live(&t);
-        if (t.inflight == 0) {
-            target = t.max_seq;
+        if (t.stopped == opt.threads && t.inflight == 0) {
+            target = drain_target(&t);
             behind = subs_behind(target, &tail_missing);
         }
         if (!drained && completed) {
@@ -1790,8 +2077,9 @@ int main(int argc, char **argv)
                 snprintf(why_not, sizeof why_not, "%ld Push message(s) still unanswered %d s after "
                          "the window", t.inflight, DRAIN_TIMEOUT_S);
             else
-                snprintf(why_not, sizeof why_not, "%ld subscriber(s) still behind seq %" PRIu64
-                         " %d s after the window", behind, target, DRAIN_TIMEOUT_S);
+                snprintf(why_not, sizeof why_not, "%ld subscriber(s) still behind %s %" PRIu64
+                         " %d s after the window", behind,
+                         opt.target ? "the events published, " : "seq", target, DRAIN_TIMEOUT_S);
         }
     }
 
@@ -1814,6 +2102,7 @@ int main(int argc, char **argv)
     uint64_t gaps = 0, dups = 0, skipped = 0, foreign = 0, resnaps = 0, tail_lost = 0;
     uint64_t n_dup_push = 0, n_conflict = 0, n_rejected = 0;
     const char *first_reject = "";
+    uint64_t *issued = opt.target ? published_per_publisher() : NULL;
     for (int i = 0; i < opt.threads; i++) {
         struct worker *w = &workers[i];
         hist_merge(&lat, &w->lat);
@@ -1824,16 +2113,24 @@ int main(int argc, char **argv)
         if (!*first_reject && w->first_reject[0])
             first_reject = w->first_reject;
         for (long k = 0; k < w->nsubs; k++) {
-            struct conn *c = &w->conns[k];
-            gaps += c->lost;
-            dups += c->dup;
+            struct fanout_conn *c = &w->conns[k];
             skipped += c->skipped;
             foreign += c->foreign;
             resnaps += c->resnapshots;
-            if (c->started && c->last_seq < target)
-                tail_lost += target - c->last_seq;
+            if (opt.target) {
+                gaps += seq_table_lost(&c->table);
+                dups += seq_table_dup(&c->table);
+                if (c->started)
+                    tail_lost += seq_table_missing(&c->table, issued);
+                continue;
+            }
+            gaps += c->seq.lost;
+            dups += c->seq.dup;
+            if (c->started && c->seq.last < target)
+                tail_lost += target - c->seq.last;
         }
     }
+    free(issued);
     uint64_t lost = gaps + skipped + tail_lost;
 
     double win = (double)(b.t - a.t) / 1e9;
@@ -1866,7 +2163,8 @@ int main(int argc, char **argv)
     bool pass = completed && lost == 0 && dups == 0;
 
     /* summary */
-    printf(PROG " fanout  %s  collection '%s'\n", opt.url, opt.collection);
+    struct summary_labels lb = summary_labels();
+    printf(PROG " fanout  %s  %s  collection '%s'\n", target_name(), opt.url, opt.collection);
     printf("  %-30s %ld subscribers, %ld publisher%s, batch %ld x %ld B, %ld in flight, %s\n", "load",
            opt.subscribers, opt.publishers, opt.publishers == 1 ? "" : "s", opt.batch, opt.size,
            opt.inflight, rate_txt);
@@ -1876,27 +2174,27 @@ int main(int argc, char **argv)
     printf("  %-30s %s\n", "------------------------------", "------------------------------");
     if (!a.t)
         goto verdict;                 /* setup failed: nothing was measured */
-    printf("  %-30s %.0f /s  (%" PRIu64 " in the window)\n", "pushes acknowledged", acked_ps, w_acked);
-    printf("  %-30s %.0f /s  (%" PRIu64 ")\n", "events accepted", accepted_ps, w_accepted);
+    printf("  %-30s %.0f /s  (%" PRIu64 " in the window)\n", lb.acked, acked_ps, w_acked);
+    printf("  %-30s %.0f /s  (%" PRIu64 ")\n", lb.accepted, accepted_ps, w_accepted);
     printf("  %-30s %.0f /s  (%" PRIu64 "; %.1f%% of accepted x subscribers)\n", "deliveries",
            delivered_ps, w_delivered,
            w_accepted ? 100.0 * (double)w_delivered / ((double)w_accepted * (double)opt.subscribers) : 0.0);
     print_hist("latency publish->deliver", &lat);
-    print_hist("latency push->PushResult", &ack);
+    if (lb.ack_latency)
+        print_hist(lb.ack_latency, &ack);
     printf("  %-30s %" PRIu64 "%s\n", "lost", lost,
            lost ? "  <-- EXPECTED 0" : "");
     if (lost)
         printf("  %-30s gaps %" PRIu64 ", skipped by %" PRIu64 " re-snapshot(s) %" PRIu64
-               ", missing at the end %" PRIu64 " (last seq %" PRIu64 ")\n", "  of which", gaps,
-               resnaps, skipped, tail_lost, target);
+               ", missing at the end %" PRIu64 " (%s %" PRIu64 ")\n", "  of which", gaps,
+               resnaps, skipped, tail_lost, opt.target ? "events published" : "last seq", target);
     printf("  %-30s %" PRIu64 "%s\n", "duplicated", dups, dups ? "  <-- EXPECTED 0" : "");
     if (n_dup_push || n_conflict || n_rejected)
         printf("  %-30s DUPLICATE %" PRIu64 ", CONFLICT %" PRIu64 ", REJECTED %" PRIu64
-               "; first: %s\n", "push results not ACCEPTED", n_dup_push, n_conflict, n_rejected,
+               "; first: %s\n", lb.not_accepted, n_dup_push, n_conflict, n_rejected,
                first_reject);
     if (foreign)
-        printf("  %-30s %" PRIu64 " (events not written by this run's tool format; seq-checked, "
-               "not timed)\n", "foreign events", foreign);
+        printf("  %-30s %" PRIu64 " (%s)\n", "foreign events", foreign, lb.foreign);
     if (opt.rate > 0)
         printf("  %-30s %.0f events/s asked, %.1f%% reached%s\n", "target rate", opt.rate,
                100.0 * accepted_ps / opt.rate,
@@ -1934,7 +2232,8 @@ verdict:
         if (!j) {
             fprintf(stderr, PROG ": cannot write %s: %s\n", opt.json_path, strerror(errno));
         } else {
-            fprintf(j, "{\n  \"scenario\": \"fanout\",\n  \"url\": ");
+            fprintf(j, "{\n  \"scenario\": \"fanout\",\n  \"target\": \"%s\",\n  \"acked\": %s,\n"
+                       "  \"url\": ", target_name(), !opt.target || opt.target->acked ? "true" : "false");
             json_str(j, opt.url);
             fprintf(j, ",\n  \"collection\": ");
             json_str(j, opt.collection);
@@ -1980,8 +2279,12 @@ verdict:
 
     for (int i = 0; i < opt.threads; i++) {
         struct worker *w = &workers[i];
-        for (long k = 0; k < w->nconns; k++)
+        for (long k = 0; k < w->nconns; k++) {
             pub_free(w->conns[k].pub);
+            seq_table_free(&w->conns[k].table);
+            if (opt.target)
+                opt.target->conn_free(w->conns[k].peer);
+        }
         event_free(w->phase_ev);
         event_free(w->grace_ev);
         event_base_free(w->base);

@@ -204,7 +204,7 @@ static void parse_args(int argc, char **argv)
         bench_die_usage("unexpected argument '%s'", argv[optind]);
     if (!opt.url)
         bench_die_usage("--url is required");
-    bench_parse_url(opt.url, &opt.ep);
+    bench_parse_url(opt.url, "/v1/sync", &opt.ep);
     if (opt.connections == 0)
         opt.connections = opt.mode == MODE_CONNECT ? 64 : 1000;
     if (opt.threads > opt.connections)
@@ -450,7 +450,8 @@ static void send_request(struct conn *c)
     }
     c->t_req = bench_mono_us();
     c->state = ST_HTTP;
-    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key, "nebula-ws-bench");
+    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key, BENCH_SUBPROTOCOL,
+                           "nebula-ws-bench");
 }
 
 static void close_politely(struct conn *c)

@@ -136,6 +136,13 @@ bool DaemonProcess::WaitForStderr(const std::string &needle, int timeout_ms, siz
   }) && err_.size() > from && err_.find(needle, from) != std::string::npos;
 }
 
+bool DaemonProcess::WaitForStdout(const std::string &needle, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    return out_.find(needle) != std::string::npos || streams_closed_;
+  }) && out_.find(needle) != std::string::npos;
+}
+
 namespace {
 // "...=ws://127.0.0.1:1234 ..." -> 1234 for key "listen=".
 bool ParsePortAfter(const std::string &line, const std::string &key, uint16_t *port, std::string *scheme) {

@@ -50,6 +50,8 @@ class DaemonProcess {
   bool WaitForReady(int timeout_ms = kTimeoutMs);
   // Waits until stderr contains needle (after the first `from` bytes).
   bool WaitForStderr(const std::string &needle, int timeout_ms = kTimeoutMs, size_t from = 0);
+  // The same for stdout (false at once when the process closed it).
+  bool WaitForStdout(const std::string &needle, int timeout_ms = kTimeoutMs);
 
   bool Signal(int sig);
   // Waits for the exit; after timeout_ms sends SIGKILL and reports timed_out.
