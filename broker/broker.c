@@ -100,6 +100,7 @@ void nebula_broker_options_init(nebula_broker_options *opts)
     opts->retention_s = 7 * 24 * 3600;
     opts->cleanup_interval_s = 3600;
     opts->ring_capacity = 4096;
+    opts->redis_max_log = REDIS_STORAGE_DEFAULT_MAX_LOG;
     opts->max_output_buffer = 1u << 20;
 }
 
@@ -273,6 +274,7 @@ static int setup_storage(nebula_broker *b, const nebula_broker_options *o, char 
             ro.url = o->redis_url;
         if (o->redis_prefix)
             ro.prefix = o->redis_prefix;
+        ro.max_log = o->redis_max_log;
         char reason[256];
         c->storage = redis_storage_create(&ro, reason, sizeof reason);
         b->owns_storage = true;

@@ -186,6 +186,17 @@ static bool set_redis_prefix(nebula_config *cfg, const char *v, char *err, size_
     return copy_value(cfg->redis_prefix, v, "redis-prefix", err, err_len);
 }
 
+static bool set_redis_max_log(nebula_config *cfg, const char *v, char *err, size_t err_len)
+{
+    unsigned long long n;
+    if (!parse_unsigned(v, 0, 1ull << 40, &n))
+        return reject(err, err_len, "--redis-max-log: expected events from 0 (no limit) to "
+                      "1099511627776, got '%s'", v);
+    cfg->broker.redis_max_log = n;
+    cfg->redis_option_given = true;
+    return true;
+}
+
 static bool parse_strategy(const char *name, sync_conflict_strategy *out)
 {
     static const char *const names[] = {"last-write-wins", "server-wins", "client-wins"};
@@ -319,6 +330,8 @@ static const option_spec options[] = {
      set_redis_url},
     {"redis-prefix", "PREFIX", "prefix of every Redis key and channel (default nebula:)",
      set_redis_prefix},
+    {"redis-max-log", "N", "events kept per collection in Redis, older ones trimmed (default "
+     "1000000; 0: no limit)", set_redis_max_log},
     {"conflict-resolution", "STRATEGY",
      "last-write-wins (default), server-wins or client-wins", set_conflict_resolution},
     {"conflict-rules", "LIST",
@@ -600,8 +613,9 @@ static bool finish(nebula_config *cfg, char *err, size_t err_len)
         return false;
     }
     cfg->broker.tokens_file = cfg->tokens[0] ? cfg->tokens : NULL;
-    if (cfg->broker.storage_kind != NEBULA_STORAGE_REDIS && (cfg->redis_url[0] || cfg->redis_prefix[0])) {
-        snprintf(err, err_len, "--redis-url and --redis-prefix need --storage redis");
+    if (cfg->broker.storage_kind != NEBULA_STORAGE_REDIS &&
+        (cfg->redis_url[0] || cfg->redis_prefix[0] || cfg->redis_option_given)) {
+        snprintf(err, err_len, "--redis-url, --redis-prefix and --redis-max-log need --storage redis");
         return false;
     }
     cfg->broker.redis_url = cfg->redis_url[0] ? cfg->redis_url : NULL;

@@ -25,6 +25,7 @@ typedef struct nebula_config {
     char auth[16];                                  /* "", "none" or "tokens" */
     char redis_url[CONFIG_MAX_VALUE];
     char redis_prefix[CONFIG_MAX_VALUE];
+    bool redis_option_given;                        /* --redis-max-log */
     char origins[CONFIG_MAX_VALUE];                 /* comma-separated, as given */
     char origin_storage[CONFIG_MAX_VALUE];          /* split copy */
     const char *origin_list[CONFIG_MAX_ORIGINS];

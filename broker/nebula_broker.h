@@ -104,6 +104,8 @@ typedef struct nebula_broker_options {
     const char *redis_url;               /* NEBULA_STORAGE_REDIS: redis://[user:password@]host:port/db;
                                             default redis://127.0.0.1:6379/0 */
     const char *redis_prefix;            /* prefix of every Redis key; default "nebula:" */
+    uint64_t redis_max_log;              /* events kept per collection log in Redis, older ones
+                                            trimmed; 0: no limit; default 1000000 */
     sync_conflict_strategy conflict_strategy;   /* default last-write-wins */
     const nebula_conflict_rule *conflict_rules; /* first match wins; others: conflict_strategy */
     size_t conflict_rule_count;

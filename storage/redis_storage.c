@@ -596,8 +596,8 @@ static save_call *save_call_new(redis_storage *rs, redis_thread *owner, collecti
 static bool build_save_args(command_args *a, redis_storage *rs, const save_call *call,
                             sync_conflict_strategy strategy, const char *epoch)
 {
-    int argc = 3 + 4 + 5 + SAVE_FIELDS_PER_EVENT * (int)call->sent_count;
-    if (!args_reserve(a, argc, 3 + 5 * (int)call->sent_count))
+    int argc = 3 + 4 + 6 + SAVE_FIELDS_PER_EVENT * (int)call->sent_count;
+    if (!args_reserve(a, argc, 4 + 5 * (int)call->sent_count))
         return false;
     const redis_keys *k = &call->col->keys;
     args_start_script(a, REDIS_SCRIPT_SAVE, 4);
@@ -610,6 +610,7 @@ static bool build_save_args(command_args *a, redis_storage *rs, const save_call 
     args_add_str(a, epoch);
     args_add(a, k->channel, k->channel_len);
     args_add_u64(a, call->sent_count);
+    args_add_u64(a, rs->max_log);
     for (size_t i = 0; i < call->sent_count; i++) {
         const sync_event *ev = &call->events[call->sent[i]];
         args_add_str(a, ev->id);
@@ -1298,6 +1299,7 @@ void redis_storage_options_init(redis_storage_options *opts)
 {
     opts->url = REDIS_STORAGE_DEFAULT_URL;
     opts->prefix = REDIS_STORAGE_DEFAULT_PREFIX;
+    opts->max_log = REDIS_STORAGE_DEFAULT_MAX_LOG;
 }
 
 static bool prefix_is_valid(const char *prefix)
@@ -1347,6 +1349,7 @@ sync_storage *redis_storage_create(const redis_storage_options *opts, char *err,
     }
     snprintf(rs->registry_key, registry_len, "%scollections", prefix);
     rs->endpoint = ep;
+    rs->max_log = opts->max_log;
     pthread_rwlock_init(&rs->listener_lock, NULL);
     pthread_rwlock_init(&rs->table_lock, NULL);
     pthread_mutex_init(&rs->threads_lock, NULL);

@@ -48,6 +48,11 @@
  * acknowledged). A collection whose keys were lost gets a new epoch, which
  * sends clients a snapshot.
  *
+ * Retention: clear_events_before trims each log from its oldest entry, a
+ * bounded number of entries per script call; and a save trims its log to
+ * max_log entries. An event's id is remembered while its entry is
+ * retained: the idempotency window is the retained log.
+ *
  * Not supported: Redis Cluster (keys are hash-tagged per collection, but
  * MOVED/ASK redirections are not followed), TLS to Redis, Sentinel. There
  * is no size cap: bound Redis with maxmemory (a refused write is a
@@ -57,6 +62,7 @@
 #define NEBULA_REDIS_STORAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sync_storage.h"
 
@@ -69,9 +75,13 @@ extern "C" {
 #define REDIS_GAP_WAIT_MS 2
 #define REDIS_GAP_GIVE_UP_MS 1000
 
+#define REDIS_STORAGE_DEFAULT_MAX_LOG ((uint64_t)1000000)
+
 typedef struct redis_storage_options {
     const char *url;            /* redis://[user:password@]host[:port][/db] */
     const char *prefix;         /* prepended to every key and channel */
+    uint64_t max_log;           /* entries kept per collection log; a save that goes past
+                                   trims the oldest (and forgets their ids); 0: no limit */
 } redis_storage_options;
 
 void redis_storage_options_init(redis_storage_options *opts);

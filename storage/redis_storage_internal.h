@@ -84,6 +84,7 @@ typedef struct collection_state {
 struct redis_storage {
     redis_endpoint endpoint;
     char *prefix;
+    uint64_t max_log;
     char node[NODE_ID_LEN + 1];
     atomic_ulong epoch_counter;
 

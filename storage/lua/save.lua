@@ -2,7 +2,9 @@
 -- KEYS: log (stream), docs (hash), ids (hash), meta (hash)
 -- ARGV: strategy ('0' last-write-wins, '1' server-wins, '2' client-wins),
 --       node (the saving broker's id), new epoch (used if the collection has
---       none), channel, event count, then 9 strings per event:
+--       none), channel, event count, most entries the log keeps (0: no
+--       limit; older ones are trimmed with their ids), then 9 strings per
+--       event:
 --       id, type (1 insert, 2 update, 3 delete), document id, data,
 --       timestamp ms, hlc (20 digits, zero-padded), client id, base seq, origin
 -- Returns {epoch, last seq before the batch, one result per event}:
@@ -12,9 +14,10 @@ local log, docs, ids, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local strategy, node, channel = ARGV[1], ARGV[2], ARGV[4]
 
 redis.call('HSETNX', meta, 'epoch', ARGV[3])
-local head = redis.call('HMGET', meta, 'epoch', 'last')
+local head = redis.call('HMGET', meta, 'epoch', 'last', 'first')
 local epoch = head[1]
 local last = tonumber(head[2] or '0')
+local first = tonumber(head[3] or '1')
 local before = last
 
 local function bytes_greater(a, b)
@@ -48,8 +51,9 @@ end
 
 local out = {epoch, before}
 local count = tonumber(ARGV[5])
+local max_log = tonumber(ARGV[6])
 for i = 0, count - 1 do
-  local a = 5 + i * 9
+  local a = 6 + i * 9
   local id, kind, doc, data = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local ts, hlc, client, base, origin = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
   local seen = redis.call('HGET', ids, id)
@@ -72,7 +76,24 @@ for i = 0, count - 1 do
     end
   end
 end
+-- Trimming by seq: what this batch pushed past max_log goes, oldest first
+-- (bounded by the batch size, so Redis is never blocked for long).
+local function trim_to(max)
+  if max == 0 or last - first + 1 <= max then return end
+  local keep_from = last - max + 1
+  local dropped = redis.call('XRANGE', log, '-', '(' .. string.format('%d', keep_from) .. '-0')
+  for _, entry in ipairs(dropped) do
+    local fields = entry[2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'i' then redis.call('HDEL', ids, fields[j + 1]) break end
+    end
+  end
+  redis.call('XTRIM', log, 'MINID', string.format('%d', keep_from) .. '-0')
+  redis.call('HSET', meta, 'first', string.format('%d', keep_from))
+end
+
 if last > before then
+  trim_to(max_log)
   local seq = string.format('%d', last)
   redis.call('HSET', meta, 'last', seq)
   redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. node)

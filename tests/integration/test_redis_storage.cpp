@@ -65,12 +65,14 @@ std::string fresh_prefix()
     return "test" + std::to_string(getpid()) + "-" + std::to_string(g_prefix_counter++) + ":";
 }
 
-sync_storage *create_storage(const std::string &url, const std::string &prefix)
+sync_storage *create_storage(const std::string &url, const std::string &prefix,
+                             uint64_t max_log = REDIS_STORAGE_DEFAULT_MAX_LOG)
 {
     redis_storage_options opts;
     redis_storage_options_init(&opts);
     opts.url = url.c_str();
     opts.prefix = prefix.c_str();
+    opts.max_log = max_log;
     char err[256] = "";
     sync_storage *s = redis_storage_create(&opts, err, sizeof err);
     EXPECT_NE(s, nullptr) << err;
@@ -198,9 +200,10 @@ protected:
         ASSERT_NE(g_redis, nullptr) << "redis-server did not start";
         prefix_ = fresh_prefix();
     }
-    std::unique_ptr<RedisHarness> Open(const std::string &url)
+    std::unique_ptr<RedisHarness> Open(const std::string &url,
+                                       uint64_t max_log = REDIS_STORAGE_DEFAULT_MAX_LOG)
     {
-        sync_storage *s = create_storage(url, prefix_);
+        sync_storage *s = create_storage(url, prefix_, max_log);
         return s ? std::make_unique<RedisHarness>(s) : nullptr;
     }
     std::unique_ptr<RedisHarness> Open() { return Open(g_redis->url()); }
@@ -377,4 +380,23 @@ TEST_F(RedisStorageTest, KeysOfACollectionShareOneHashTag)
     EXPECT_NE(keys.find(prefix_ + "{ten%2Fant/col%7Bx%7D}:docs"), std::string::npos) << keys;
     EXPECT_NE(keys.find(prefix_ + "{ten%2Fant/col%7Bx%7D}:meta"), std::string::npos) << keys;
     EXPECT_NE(keys.find(prefix_ + "collections"), std::string::npos) << keys;
+}
+
+TEST_F(RedisStorageTest, TheLogIsTrimmedByCountOldestFirst)
+{
+    auto h = Open(g_redis->url(), 10);
+    ASSERT_TRUE(h->WaitAvailable());
+    for (int round = 0; round < 5; round++)
+        ASSERT_EQ(save(*h, "t", "c", LWW, numbered_events("r" + std::to_string(round), 5)).status,
+                  SYNC_STORAGE_OK);
+    HeadReply hr = head(*h, "t", "c");
+    EXPECT_EQ(hr.head.last_seq, 25u);
+    EXPECT_EQ(hr.head.first_seq, 16u) << "10 entries kept";
+    EventsReply all = events_after(*h, "t", "c", 0);
+    EXPECT_EQ(seqs_of(all.events), seq_range(16, 25));
+    EXPECT_EQ(g_redis->Cli("XLEN " + prefix_ + "{t/c}:log"), "10");
+    EXPECT_EQ(g_redis->Cli("HLEN " + prefix_ + "{t/c}:ids"), "10") << "trimmed ids are forgotten";
+    EXPECT_EQ(snapshot(*h, "t", "c").documents.size(), 25u) << "documents stay";
+    SaveReply recent = save(*h, "t", "c", LWW, {numbered_events("r4", 1)});
+    EXPECT_EQ(recent.results[0].status, SYNC_SAVE_DUPLICATE) << "retained ids still deduplicate";
 }

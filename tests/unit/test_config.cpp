@@ -153,12 +153,14 @@ TEST_F(ConfigTest, StorageOptionsAreParsed) {
     ASSERT_EQ(load({}).outcome, CONFIG_RUN);
     EXPECT_EQ(cfg.broker.storage_kind, NEBULA_STORAGE_MEMORY);
     EXPECT_EQ(cfg.broker.redis_url, nullptr);
+    EXPECT_EQ(cfg.broker.redis_max_log, 1000000u);
     Loaded r = load({"--storage", "redis", "--redis-url", "redis://:pw@10.0.0.5:6380/2",
-                     "--redis-prefix", "app1:"});
+                     "--redis-prefix", "app1:", "--redis-max-log", "0"});
     ASSERT_EQ(r.outcome, CONFIG_RUN) << r.error;
     EXPECT_EQ(cfg.broker.storage_kind, NEBULA_STORAGE_REDIS);
     EXPECT_STREQ(cfg.broker.redis_url, "redis://:pw@10.0.0.5:6380/2");
     EXPECT_STREQ(cfg.broker.redis_prefix, "app1:");
+    EXPECT_EQ(cfg.broker.redis_max_log, 0u);
     r = load({}, {"NEBULA_STORAGE=redis"});
     ASSERT_EQ(r.outcome, CONFIG_RUN) << r.error;
     EXPECT_EQ(cfg.broker.storage_kind, NEBULA_STORAGE_REDIS);
@@ -195,6 +197,8 @@ TEST_F(ConfigTest, BadSyncOptionsAreOneLineErrors) {
         {{"--storage", "postgres"}, "--storage"},
         {{"--redis-url", "redis://h:1/0"}, "--storage redis"},
         {{"--redis-prefix", "x:"}, "--storage redis"},
+        {{"--redis-max-log", "5"}, "--storage redis"},
+        {{"--storage", "redis", "--redis-max-log", "-1"}, "--redis-max-log"},
     };
     for (const auto &c : cases) {
         Loaded r = load(c.args);
