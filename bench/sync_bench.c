@@ -114,6 +114,8 @@ struct options {
     const struct fanout_target *target;   /* NULL: nebula-syncd */
     const char *url;
     struct bench_endpoint ep;       /* the URL, parsed */
+    const char *publish_url;        /* publishers connect here instead (another broker) */
+    struct bench_endpoint publish_ep;
     long subscribers;
     long publishers;
     long batch;
@@ -241,11 +243,12 @@ static void parse_args(int argc, char **argv)
     if (strcmp(argv[1], "fanout") != 0)
         bench_die_usage("unknown scenario '%s' (known: fanout)", argv[1]);
 
-    enum { O_TARGET = 256, O_URL, O_SUBS, O_PUBS, O_BATCH, O_SIZE, O_INFLIGHT, O_RATE, O_DUR,
+    enum { O_TARGET = 256, O_URL, O_PUBLISH_URL, O_SUBS, O_PUBS, O_BATCH, O_SIZE, O_INFLIGHT, O_RATE, O_DUR,
            O_WARMUP, O_THREADS, O_PID, O_TOKEN, O_COLL, O_JSON };
     static const struct option longopts[] = {
         {"target", required_argument, NULL, O_TARGET},
         {"url", required_argument, NULL, O_URL},
+        {"publish-url", required_argument, NULL, O_PUBLISH_URL},
         {"subscribers", required_argument, NULL, O_SUBS},
         {"publishers", required_argument, NULL, O_PUBS},
         {"batch", required_argument, NULL, O_BATCH},
@@ -269,6 +272,7 @@ static void parse_args(int argc, char **argv)
         switch (c) {
         case O_TARGET: opt.target = parse_target(optarg); break;
         case O_URL: opt.url = optarg; break;
+        case O_PUBLISH_URL: opt.publish_url = optarg; break;
         case O_SUBS: opt.subscribers = bench_option_long("--subscribers", optarg, 1, 1000000); break;
         case O_PUBS: opt.publishers = bench_option_long("--publishers", optarg, 1, 10000); break;
         case O_BATCH: opt.batch = bench_option_long("--batch", optarg, 1, 1000); break;
@@ -310,6 +314,14 @@ static void parse_args(int argc, char **argv)
         set_peer_request(opt.target, opt.url, &opt.ep);
     else
         bench_parse_url(opt.url, "/v1/sync", &opt.ep);
+    opt.publish_ep = opt.ep;
+    if (opt.publish_url) {
+        if (opt.target)
+            bench_die_usage("--publish-url is for the nebula target only");
+        bench_parse_url(opt.publish_url, "/v1/sync", &opt.publish_ep);
+        if (opt.publish_ep.tls != opt.ep.tls)
+            bench_die_usage("--publish-url must use the same scheme (ws/wss) as --url");
+    }
     long conns = opt.subscribers + opt.publishers;
     if (opt.threads > conns)
         opt.threads = (int)conns;
@@ -405,6 +417,7 @@ static _Atomic uint64_t window_start_ns = UINT64_MAX;   /* publish times in [sta
 static _Atomic uint64_t window_end_ns = UINT64_MAX;     /* are recorded in the histograms */
 
 static struct bench_dest dest;        /* the broker; sources 127.0.X.Y if loopback */
+static struct bench_dest publish_dest; /* where publishers connect (dest unless --publish-url) */
 static SSL_CTX *ssl_ctx;
 static uint64_t run_id;               /* random: event and document ids of this run */
 static struct fanout_params params;   /* the scenario, for the peer targets */
@@ -1275,7 +1288,8 @@ static void send_request(struct fanout_conn *c)
         return;
     }
     c->state = ST_HTTP;
-    bench_ws_write_request(bufferevent_get_output(c->bev), &opt.ep, key,
+    bench_ws_write_request(bufferevent_get_output(c->bev),
+                           c->role == ROLE_PUB ? &opt.publish_ep : &opt.ep, key,
                            opt.target ? opt.target->subprotocol : BENCH_SUBPROTOCOL, PROG);
 }
 
@@ -1457,7 +1471,7 @@ static bool launch(struct fanout_conn *c)
     w->live++;
     w->handshaking++;
     const char *what;
-    int fd = bench_connect_start(&dest, &what);
+    int fd = bench_connect_start(c->role == ROLE_PUB ? &publish_dest : &dest, &what);
     if (fd < 0)
         goto fail;
     c->fd = fd;
@@ -1864,6 +1878,7 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     raise_nofile();
     bench_resolve(&opt.ep, &dest);
+    bench_resolve(&opt.publish_ep, &publish_dest);
     run_id = rand_u64();
     params = (struct fanout_params){
         .collection = opt.collection,
@@ -2165,6 +2180,8 @@ int main(int argc, char **argv)
     /* summary */
     struct summary_labels lb = summary_labels();
     printf(PROG " fanout  %s  %s  collection '%s'\n", target_name(), opt.url, opt.collection);
+    if (opt.publish_url)
+        printf("  %-30s %s\n", "publishers on", opt.publish_url);
     printf("  %-30s %ld subscribers, %ld publisher%s, batch %ld x %ld B, %ld in flight, %s\n", "load",
            opt.subscribers, opt.publishers, opt.publishers == 1 ? "" : "s", opt.batch, opt.size,
            opt.inflight, rate_txt);
@@ -2235,6 +2252,8 @@ verdict:
             fprintf(j, "{\n  \"scenario\": \"fanout\",\n  \"target\": \"%s\",\n  \"acked\": %s,\n"
                        "  \"url\": ", target_name(), !opt.target || opt.target->acked ? "true" : "false");
             json_str(j, opt.url);
+            fprintf(j, ",\n  \"publish_url\": ");
+            json_str(j, opt.publish_url ? opt.publish_url : opt.url);
             fprintf(j, ",\n  \"collection\": ");
             json_str(j, opt.collection);
             fprintf(j, ",\n  \"subscribers\": %ld,\n  \"publishers\": %ld,\n  \"batch\": %ld,\n"

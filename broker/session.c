@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -53,6 +54,7 @@ typedef enum session_state {
 
 /* Server messages up to this size are framed on the stack. */
 #define SESSION_SMALL_MESSAGE 512
+#define SESSION_EVENT_COPY_MAX 1024   /* see queue_rest() */
 
 struct session {
     session_host *host;
@@ -131,10 +133,64 @@ static void send_frame_owned(session *s, uint8_t opcode, uint8_t *payload, size_
 /* One binary message carrying every given event the session did not push
  * itself: header and prefix are written here, each event's pre-encoded
  * bytes are referenced, never copied (sync_wire.h). */
+/* One Events message as the pieces that go on the wire. */
+typedef struct message_pieces {
+    struct iovec iov[2 + SESSION_MAX_EVENTS_PER_MESSAGE];
+    shared_event *event[2 + SESSION_MAX_EVENTS_PER_MESSAGE];   /* NULL: header, prefix */
+    int count;
+    size_t bytes;
+} message_pieces;
+
+static void add_piece(message_pieces *m, const void *base, size_t len, shared_event *ev)
+{
+    m->iov[m->count] = (struct iovec){.iov_base = (void *)base, .iov_len = len};
+    m->event[m->count++] = ev;
+    m->bytes += len;
+}
+
+/* Plain sockets with nothing queued get the message in one writev now: no
+ * buffer chain, no write event to arm and disarm, and no wait for the next
+ * loop turn. Returns the bytes the socket took (0 on any error: queued
+ * output then meets the error through the bufferevent, as usual). */
+static size_t write_directly(session *s, const message_pieces *m)
+{
+    if (s->host->broker->tls_enabled || evbuffer_get_length(session_output(s)) != 0)
+        return 0;
+    ssize_t n = writev(bufferevent_getfd(s->bev), m->iov, m->count);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* Queues what write_directly() left: small pieces are copied (below
+ * SESSION_EVENT_COPY_MAX a memcpy costs less than a chain, a reference
+ * count and a cleanup call per subscriber), whole large events are
+ * referenced. The bytes are still encoded only once. */
+static void queue_rest(session *s, const message_pieces *m, size_t skip)
+{
+    struct evbuffer *out = session_output(s);
+    evbuffer_expand(out, m->bytes - skip);
+    for (int i = 0; i < m->count; i++) {
+        const uint8_t *base = m->iov[i].iov_base;
+        size_t len = m->iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        shared_event *ev = m->event[i];
+        if (skip == 0 && ev && len > SESSION_EVENT_COPY_MAX) {
+            shared_event_ref(ev);
+            if (evbuffer_add_reference(out, base, len, shared_event_evbuffer_cleanup, ev) != 0)
+                shared_event_unref(ev);   /* libevent did not take it */
+        } else {
+            evbuffer_add(out, base + skip, len - skip);
+        }
+        skip = 0;
+    }
+}
+
 size_t session_send_events(session *s, const char *collection, shared_event *const *events,
                            size_t count)
 {
-    if (s->state != SESSION_OPEN)
+    if (s->state != SESSION_OPEN || count > SESSION_MAX_EVENTS_PER_MESSAGE)
         return 0;
     uint64_t own = session_tag(s);
     size_t event_bytes = 0, kept = 0;
@@ -154,18 +210,18 @@ size_t session_send_events(session *s, const char *collection, shared_event *con
     uint8_t header[WS_MAX_HEADER_LEN];
     size_t header_len = ws_frame_header_write(header, WS_OP_BINARY, true, prefix_len + event_bytes,
                                               NULL);
-    struct evbuffer *out = session_output(s);
-    evbuffer_add(out, header, header_len);
-    evbuffer_add(out, prefix, prefix_len);
-    for (size_t i = 0; i < count; i++) {
-        shared_event *ev = events[i];
-        if (ev->origin == own)
-            continue;
-        shared_event_ref(ev);
-        if (evbuffer_add_reference(out, ev->bytes, ev->len, shared_event_evbuffer_cleanup, ev) != 0)
-            shared_event_unref(ev);   /* libevent did not take it */
-    }
-    count_output(s, header_len + prefix_len + event_bytes, 1);
+    message_pieces m;
+    m.count = 0;
+    m.bytes = 0;
+    add_piece(&m, header, header_len, NULL);
+    add_piece(&m, prefix, prefix_len, NULL);
+    for (size_t i = 0; i < count; i++)
+        if (events[i]->origin != own)
+            add_piece(&m, events[i]->bytes, events[i]->len, events[i]);
+    size_t written = write_directly(s, &m);
+    if (written < m.bytes)
+        queue_rest(s, &m, written);
+    count_output(s, m.bytes, 1);
     return kept;
 }
 

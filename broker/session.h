@@ -62,9 +62,16 @@ void session_send_message(session *s, const Nebula__Sync__V1__ServerMessage *mes
 void session_send_error(session *s, int code, const char *text);
 void session_send_welcome(session *s, const char *tenant);
 
-/* One Events message with the given pre-encoded events of one collection,
- * leaving out those this session pushed itself; no copies (references).
- * Returns how many events were sent. */
+/* Most events one Events message may carry (callers send larger runs as
+ * several messages). */
+#define SESSION_MAX_EVENTS_PER_MESSAGE 512
+
+/* One Events message with the given pre-encoded events of one collection
+ * (at most SESSION_MAX_EVENTS_PER_MESSAGE), leaving out those this session
+ * pushed itself; the bytes are never re-encoded. On a plain socket with
+ * nothing queued the message is written at once; what the socket does not
+ * take is queued (small events copied, large ones referenced). Returns how
+ * many events were sent. */
 size_t session_send_events(session *s, const char *collection, shared_event *const *events,
                            size_t count);
 

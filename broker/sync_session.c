@@ -27,6 +27,9 @@
 #define CATCHUP_PAGE_EVENTS 512
 #define SNAPSHOT_PAGE_DOCUMENTS 256
 #define DELIVER_BATCH 256
+_Static_assert(CATCHUP_PAGE_EVENTS <= SESSION_MAX_EVENTS_PER_MESSAGE &&
+                   DELIVER_BATCH <= SESSION_MAX_EVENTS_PER_MESSAGE,
+               "a catch-up page or a delivery batch is one Events message");
 /* Storage that answers inline would otherwise recurse once per catch-up
  * page; past this depth the next page is fetched in the next loop turn. */
 #define CATCH_UP_MAX_DEPTH 8
