@@ -53,7 +53,10 @@ SSL_CTX *tls_context_create(const char *cert_file, const char *key_file, char *e
                                  SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    /* Resumption works through stateless session tickets (TLS 1.2 and 1.3);
+     * a server-side session cache would only hold memory per handshake, and
+     * behind a load balancer the next connection rarely comes back here. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
         describe_openssl_error(err, err_len, "cannot set TLS ciphers for", cert_file);
