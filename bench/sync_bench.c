@@ -86,6 +86,7 @@
 #include "peer_events.h"
 #include "peer_socketio.h"
 #include "peer_wsbroadcast.h"
+#include "events_scan.h"
 #include "seq_check.h"
 #include "sync_bench_hist.h"
 #include "ws_frame.h"
@@ -998,38 +999,62 @@ static bool on_snapshot(struct fanout_conn *c, const Nebula__Sync__V1__Snapshot 
     return true;
 }
 
-/* The hot path: every seq checked, every event of the window timed. */
-static bool on_events(struct fanout_conn *c, const Nebula__Sync__V1__Events *ev, uint64_t now)
+/* The hot path: every seq checked, every event of the window timed. The
+ * message is read by events_scan, not decoded by protobuf-c. */
+struct events_delivery {
+    struct fanout_conn *c;
+    uint64_t now, window_start, window_end;
+};
+
+static void on_scanned_event(void *arg, const events_scan_event *e)
+{
+    struct events_delivery *d = arg;
+    struct fanout_conn *c = d->c;
+    seq_stream_observe(&c->seq, e->seq);
+    uint64_t ts;
+    if (event_doc_ts(e->data, e->data_len, &ts)) {
+        if (ts >= d->window_start && ts < d->window_end)
+            hist_record(&c->w->lat, d->now > ts ? d->now - ts : 0);
+    } else {
+        c->foreign++;                 /* not written by this tool: no timestamp */
+    }
+    c->received++;
+}
+
+/* Returns EVENTS_SCAN_NOT_EVENTS for any other message (decode it fully). */
+static events_scan_result on_events(struct fanout_conn *c, const uint8_t *msg, size_t len,
+                                    uint64_t now)
 {
     struct worker *w = c->w;
-    if (c->role != ROLE_SUB)
-        return conn_fail(c, "Events on a publisher connection");
-    if (!c->started)
-        return conn_fail(c, "Events before the snapshot's last page");
-    if (!ev->collection || strcmp(ev->collection, opt.collection) != 0)
-        return conn_fail(c, "Events of collection '%s'", ev->collection ? ev->collection : "");
-    uint64_t ws = atomic_load_explicit(&window_start_ns, memory_order_relaxed);
-    uint64_t we = atomic_load_explicit(&window_end_ns, memory_order_relaxed);
-    uint64_t lost0 = c->seq.lost, dup0 = c->seq.dup;
-    for (size_t i = 0; i < ev->n_events; i++) {
-        const Nebula__Sync__V1__Event *e = ev->events[i];
-        seq_stream_observe(&c->seq, e->seq);
-        uint64_t ts;
-        if (event_doc_ts(e->data.data, e->data.len, &ts)) {
-            if (ts >= ws && ts < we)
-                hist_record(&w->lat, now > ts ? now - ts : 0);
-        } else {
-            c->foreign++;             /* not written by this tool: no timestamp */
-        }
+    struct events_delivery d = {
+        .c = c,
+        .now = now,
+        .window_start = atomic_load_explicit(&window_start_ns, memory_order_relaxed),
+        .window_end = atomic_load_explicit(&window_end_ns, memory_order_relaxed),
+    };
+    uint64_t lost0 = c->seq.lost, dup0 = c->seq.dup, received0 = c->received;
+    const uint8_t *collection;
+    size_t collection_len;
+    events_scan_result r = events_scan(msg, len, &collection, &collection_len, on_scanned_event, &d);
+    if (r == EVENTS_SCAN_NOT_EVENTS)
+        return r;
+    if (r == EVENTS_SCAN_MALFORMED) {
+        conn_fail(c, "undecodable Events message (%zu bytes)", len);
+        return r;
     }
-    c->received += ev->n_events;
+    if (c->role != ROLE_SUB || !c->started)
+        conn_fail(c, "Events %s", c->role != ROLE_SUB ? "on a publisher connection"
+                                                      : "before the snapshot's last page");
+    else if (collection_len != strlen(opt.collection) ||
+             memcmp(collection, opt.collection, collection_len) != 0)
+        conn_fail(c, "Events of collection '%.*s'", (int)collection_len, (const char *)collection);
     atomic_store_explicit(&c->last_seq_shared, c->seq.last, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->delivered, ev->n_events, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->delivered, c->received - received0, memory_order_relaxed);
     if (c->seq.lost != lost0)
         atomic_fetch_add_explicit(&w->lost, c->seq.lost - lost0, memory_order_relaxed);
     if (c->seq.dup != dup0)
         atomic_fetch_add_explicit(&w->dup, c->seq.dup - dup0, memory_order_relaxed);
-    return true;
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1102,6 +1127,8 @@ static bool handle_message(struct fanout_conn *c, const uint8_t *p, size_t n)
 {
     struct worker *w = c->w;
     uint64_t now = bench_mono_ns();
+    if (on_events(c, p, n, now) != EVENTS_SCAN_NOT_EVENTS)
+        return c->live;
     Nebula__Sync__V1__ServerMessage *m = nebula__sync__v1__server_message__unpack(&w->alloc, n, p);
     if (!m) {
         arena_reset(&w->arena);
@@ -1109,9 +1136,6 @@ static bool handle_message(struct fanout_conn *c, const uint8_t *p, size_t n)
     }
     bool alive = true;
     switch (m->message_case) {
-    case NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_EVENTS:
-        alive = on_events(c, m->events, now);
-        break;
     case NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_PUSH_RESULT:
         alive = on_push_result(c, m->push_result, now);
         break;
