@@ -604,18 +604,10 @@ static void save_batch_release(save_batch *batch)
 
 static const char *event_invalid_reason(const sync_event *ev)
 {
-    int type = (int)ev->type;
-    if (ev->id == NULL || ev->id[0] == '\0')
-        return "invalid event: empty id";
-    if (ev->document_id == NULL || ev->document_id[0] == '\0')
-        return "invalid event: empty document_id";
-    if (type < SYNC_EVENT_INSERT || type > SYNC_EVENT_DELETE)
-        return "invalid event: unknown type";
-    if (event_carries_data(ev->type) && (ev->data == NULL || ev->data_len == 0))
-        return "invalid event: insert or update without data";
-    if (event_carries_data(ev->type) && ev->data_len > MAX_DATA_LEN)
+    const char *invalid = sync_event_invalid_reason(ev);
+    if (invalid == NULL && event_carries_data(ev->type) && ev->data_len > MAX_DATA_LEN)
         return "invalid event: data too large";
-    return NULL;
+    return invalid;
 }
 
 static void reject(sync_save_result *res, const char *reason, bool retryable)
@@ -776,12 +768,6 @@ static void announce_accepted(memory_storage *ms, const collection *c, save_batc
     pthread_rwlock_unlock(&ms->listener_lock);
 }
 
-static bool strategy_is_known(sync_conflict_strategy strategy)
-{
-    int s = (int)strategy;
-    return s == SYNC_LAST_WRITE_WINS || s == SYNC_SERVER_WINS || s == SYNC_CLIENT_WINS;
-}
-
 static void memory_save_events(void *ctx, const char *tenant, const char *name,
                                sync_conflict_strategy strategy, const sync_event *events,
                                size_t count, sync_save_cb done, void *user_data)
@@ -792,7 +778,7 @@ static void memory_save_events(void *ctx, const char *tenant, const char *name,
     collection *c = NULL;
     int status = SYNC_STORAGE_OK;
 
-    if (tenant == NULL || name == NULL || !strategy_is_known(strategy) ||
+    if (tenant == NULL || name == NULL || !sync_conflict_strategy_is_known(strategy) ||
         (events == NULL && count > 0))
         status = SYNC_STORAGE_INVALID;
     else if (count > 0 && (!save_batch_init(&batch, count) ||

@@ -509,20 +509,6 @@ void save_call_complete(save_call *call)
     save_call_free(call);
 }
 
-static const char *event_invalid_reason(const sync_event *ev)
-{
-    int type = (int)ev->type;
-    if (ev->id == NULL || ev->id[0] == '\0')
-        return "invalid event: empty id";
-    if (ev->document_id == NULL || ev->document_id[0] == '\0')
-        return "invalid event: empty document_id";
-    if (type < SYNC_EVENT_INSERT || type > SYNC_EVENT_DELETE)
-        return "invalid event: unknown type";
-    if (ev->type != SYNC_EVENT_DELETE && (ev->data == NULL || ev->data_len == 0))
-        return "invalid event: insert or update without data";
-    return NULL;
-}
-
 static size_t event_bytes(const sync_event *ev)
 {
     size_t data = ev->type == SYNC_EVENT_DELETE ? 0 : ev->data_len;
@@ -544,7 +530,7 @@ static bool save_call_copy_events(save_call *call, const sync_event *events, siz
 {
     size_t total = 0;
     for (size_t i = 0; i < count; i++) {
-        const char *invalid = event_invalid_reason(&events[i]);
+        const char *invalid = sync_event_invalid_reason(&events[i]);
         if (invalid) {
             call->results[i] = (sync_save_result){
                 .status = SYNC_SAVE_REJECTED, .reason = invalid, .retryable = false};
@@ -711,18 +697,12 @@ static void on_save_reply(void *arg, redisReply *reply)
                           before + call->accepted_count, call->ticket);
 }
 
-static bool strategy_is_known(sync_conflict_strategy strategy)
-{
-    int s = (int)strategy;
-    return s == SYNC_LAST_WRITE_WINS || s == SYNC_SERVER_WINS || s == SYNC_CLIENT_WINS;
-}
-
 static void redis_save_events(void *ctx, const char *tenant, const char *collection,
                               sync_conflict_strategy strategy, const sync_event *events,
                               size_t count, sync_save_cb done, void *user_data)
 {
     redis_storage *rs = ctx;
-    if (!tenant || !collection || !strategy_is_known(strategy) || (!events && count > 0)) {
+    if (!tenant || !collection || !sync_conflict_strategy_is_known(strategy) || (!events && count > 0)) {
         if (done)
             done(user_data, SYNC_STORAGE_INVALID, NULL, 0);
         return;

@@ -206,6 +206,14 @@ typedef struct sync_storage {
 
 const char *sync_storage_strerror(int status);
 
+/* ---- helpers for implementations ------------------------------------------ */
+
+/* Why an event can never be stored (answer it REJECTED, not retryable), or
+ * NULL: empty id or document_id, unknown type, insert/update without data. */
+const char *sync_event_invalid_reason(const sync_event *ev);
+
+bool sync_conflict_strategy_is_known(sync_conflict_strategy strategy);
+
 /* Frees a storage made by an implementation's create function: calls
  * ops->destroy(ctx), then frees the struct. NULL is a no-op. No call may be
  * in flight. */

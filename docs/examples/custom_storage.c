@@ -308,20 +308,13 @@ static void journal_write(FILE *f, const collection *c, const sync_event *ev)
 
 /* ---- save_events ---------------------------------------------------------- */
 
+/* sync_storage.h's shared check, plus this storage's own size bound. */
 static const char *invalid_reason(const sync_event *ev)
 {
-    int type = (int)ev->type;   /* the caller may pass any int */
-    if (ev->id == NULL || ev->id[0] == '\0')
-        return "invalid event: empty id";
-    if (ev->document_id == NULL || ev->document_id[0] == '\0')
-        return "invalid event: empty document_id";
-    if (type < SYNC_EVENT_INSERT || type > SYNC_EVENT_DELETE)
-        return "invalid event: unknown type";
-    if (carries_data(ev->type) && (ev->data == NULL || ev->data_len == 0))
-        return "invalid event: insert or update without data";
-    if (carries_data(ev->type) && ev->data_len > SIZE_MAX / 2)
+    const char *invalid = sync_event_invalid_reason(ev);
+    if (invalid == NULL && carries_data(ev->type) && ev->data_len > SIZE_MAX / 2)
         return "invalid event: data too large";
-    return NULL;
+    return invalid;
 }
 
 /* Promise 4. current: the document's current version, NULL if never written. */
