@@ -37,21 +37,27 @@ static bool read_varint(cursor *c, uint64_t *out)
     return false;
 }
 
-/* One field: its number and wire type; for WIRE_LEN its bytes in *body,
- * for WIRE_VARINT its value in *value. Other wire types are skipped. */
-static bool read_field(cursor *c, uint32_t *number, uint32_t *wire, cursor *body, uint64_t *value)
+/* One field: its number and wire type; for WIRE_LEN its bytes in body,
+ * for WIRE_VARINT its value. Fixed-size values are skipped. */
+typedef struct field {
+    uint32_t number, wire;
+    cursor body;
+    uint64_t value;
+} field;
+
+static bool read_field(cursor *c, field *f)
 {
     uint64_t key;
     if (!read_varint(c, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
         return false;
-    *number = (uint32_t)(key >> 3);
-    *wire = (uint32_t)(key & 7);
-    switch (*wire) {
+    f->number = (uint32_t)(key >> 3);
+    f->wire = (uint32_t)(key & 7);
+    switch (f->wire) {
     case WIRE_VARINT:
-        return read_varint(c, value);
+        return read_varint(c, &f->value);
     case WIRE_FIXED64:
     case WIRE_FIXED32: {
-        size_t n = *wire == WIRE_FIXED64 ? 8 : 4;
+        size_t n = f->wire == WIRE_FIXED64 ? 8 : 4;
         if ((size_t)(c->end - c->p) < n)
             return false;
         c->p += n;
@@ -61,8 +67,8 @@ static bool read_field(cursor *c, uint32_t *number, uint32_t *wire, cursor *body
         uint64_t n;
         if (!read_varint(c, &n) || n > (uint64_t)(c->end - c->p))
             return false;
-        body->p = c->p;
-        body->end = c->p + n;
+        f->body.p = c->p;
+        f->body.end = c->p + n;
         c->p += n;
         return true;
     }
@@ -74,17 +80,15 @@ static bool read_field(cursor *c, uint32_t *number, uint32_t *wire, cursor *body
 static bool scan_event(cursor c, events_scan_event *e)
 {
     *e = (events_scan_event){0};
+    field f;
     while (c.p < c.end) {
-        uint32_t number, wire;
-        cursor body = {0};
-        uint64_t value = 0;
-        if (!read_field(&c, &number, &wire, &body, &value))
+        if (!read_field(&c, &f))
             return false;
-        if (number == EVENT_SEQ && wire == WIRE_VARINT)
-            e->seq = value;
-        else if (number == EVENT_DATA && wire == WIRE_LEN) {
-            e->data = body.p;
-            e->data_len = (size_t)(body.end - body.p);
+        if (f.number == EVENT_SEQ && f.wire == WIRE_VARINT) {
+            e->seq = f.value;
+        } else if (f.number == EVENT_DATA && f.wire == WIRE_LEN) {
+            e->data = f.body.p;
+            e->data_len = (size_t)(f.body.end - f.body.p);
         }
     }
     return true;
@@ -93,20 +97,18 @@ static bool scan_event(cursor c, events_scan_event *e)
 static bool scan_events(cursor c, const uint8_t **collection, size_t *collection_len,
                         void (*on_event)(void *arg, const events_scan_event *e), void *arg)
 {
+    field f;
     while (c.p < c.end) {
-        uint32_t number, wire;
-        cursor body = {0};
-        uint64_t value = 0;
-        if (!read_field(&c, &number, &wire, &body, &value))
+        if (!read_field(&c, &f))
             return false;
-        if (wire != WIRE_LEN)
+        if (f.wire != WIRE_LEN)
             continue;
-        if (number == EVENTS_COLLECTION) {
-            *collection = body.p;
-            *collection_len = (size_t)(body.end - body.p);
-        } else if (number == EVENTS_EVENTS) {
+        if (f.number == EVENTS_COLLECTION) {
+            *collection = f.body.p;
+            *collection_len = (size_t)(f.body.end - f.body.p);
+        } else if (f.number == EVENTS_EVENTS) {
             events_scan_event e;
-            if (!scan_event(body, &e))
+            if (!scan_event(f.body, &e))
                 return false;
             on_event(arg, &e);
         }
@@ -123,17 +125,15 @@ events_scan_result events_scan(const uint8_t *msg, size_t len, const uint8_t **c
     bool found = false;
     *collection = (const uint8_t *)"";
     *collection_len = 0;
+    field f;
     while (c.p < c.end) {
-        uint32_t number, wire;
-        cursor body = {0};
-        uint64_t value = 0;
-        if (!read_field(&c, &number, &wire, &body, &value))
+        if (!read_field(&c, &f))
             return EVENTS_SCAN_MALFORMED;
-        if (number != SERVER_MESSAGE_EVENTS || wire != WIRE_LEN)
+        if (f.number != SERVER_MESSAGE_EVENTS || f.wire != WIRE_LEN)
             return found ? EVENTS_SCAN_MALFORMED : EVENTS_SCAN_NOT_EVENTS;
         if (found)
             return EVENTS_SCAN_MALFORMED;
-        events = body;
+        events = f.body;
         found = true;
     }
     if (!found)
