@@ -26,9 +26,7 @@
 
 #define FETCH_PAGE 512
 #define JUMP_BEHIND 4096            /* further behind than this: announce only the newest page */
-#define OWN_NOTICE_CHECK_MS 50      /* our own notice: the reply normally covers it */
 #define FETCH_RETRY_MS 100
-#define GAP_SWEEP_MS 250
 
 struct announcer {
     redis_storage *rs;
@@ -37,7 +35,6 @@ struct announcer {
     loop_mailbox *mailbox;
     redis_link *commands;
     redis_link *pubsub;
-    struct event *gap_sweep;
     atomic_bool commands_up, pubsub_up;
     bool stopping;
 
@@ -98,7 +95,6 @@ static void note_gap_state(collection_state *col, bool progressed)
         col->gap_since_ms = 0;
     else if (progressed || col->gap_since_ms == 0)
         col->gap_since_ms = redis_now_ms();
-    atomic_store(&col->has_gap, col->pending != NULL);
 }
 
 /* Announces every queued save that now follows on. Caller holds col->lock. */
@@ -293,6 +289,27 @@ void announcer_abandon_thread(redis_storage *rs, redis_thread *t)
 
 static void schedule_fetch(announcer *a, collection_state *col, unsigned delay_ms);
 
+/* A fetch failed (Redis away or refusing): a gap open longer than
+ * REDIS_GAP_GIVE_UP_MS is announced past, so that the saves behind it
+ * complete; readers see the jump and catch up from storage later. While
+ * fetches work, a gap only waits for replies still on their way. */
+static void give_up_gap(redis_storage *rs, collection_state *col)
+{
+    uint64_t now = redis_now_ms();
+    ready_list ready = {0};
+    pthread_mutex_lock(&col->lock);
+    if (col->pending && now - col->gap_since_ms >= REDIS_GAP_GIVE_UP_MS) {
+        log_warn("redis storage: %s/%s: seqs %" PRIu64 "-%" PRIu64 " could not be fetched; "
+                 "announcing past them", col->tenant, col->collection, col->announced + 1,
+                 col->pending->first_seq - 1);
+        atomic_fetch_add(&rs->gaps_skipped, 1);
+        col->announced = col->pending->first_seq - 1;
+        drain(rs, col, &ready);
+    }
+    pthread_mutex_unlock(&col->lock);
+    run_ready(&ready);
+}
+
 static void on_fetch_reply(void *arg, redisReply *reply)
 {
     collection_state *col = arg;
@@ -308,6 +325,7 @@ static void on_fetch_reply(void *arg, redisReply *reply)
     if (!reply || reply->type == REDIS_REPLY_ERROR ||
         !redis_parse_read_reply(reply, rs->node, &head, &complete, &events, &count)) {
         redis_note_error(rs, a->commands, reply, "fetch");
+        give_up_gap(rs, col);
         schedule_fetch(a, col, FETCH_RETRY_MS);
         return;
     }
@@ -352,6 +370,7 @@ static void start_fetch(announcer *a, collection_state *col)
         return;
     col->resync = false;
     if (!redis_send_read(a->rs, a->commands, col, after, FETCH_PAGE, NULL, on_fetch_reply, col)) {
+        give_up_gap(a->rs, col);
         schedule_fetch(a, col, FETCH_RETRY_MS);
         return;
     }
@@ -396,36 +415,6 @@ static void request_fetch(announcer *a, collection_state *col)
         log_error("redis storage: out of memory requesting a fetch");
 }
 
-/* Gaps open longer than REDIS_GAP_GIVE_UP_MS are announced past. */
-static void give_up_gap(redis_storage *rs, collection_state *col, uint64_t now)
-{
-    ready_list ready = {0};
-    pthread_mutex_lock(&col->lock);
-    if (col->pending && now - col->gap_since_ms >= REDIS_GAP_GIVE_UP_MS) {
-        log_warn("redis storage: %s/%s: seqs %" PRIu64 "-%" PRIu64 " could not be fetched; "
-                 "announcing past them", col->tenant, col->collection, col->announced + 1,
-                 col->pending->first_seq - 1);
-        atomic_fetch_add(&rs->gaps_skipped, 1);
-        col->announced = col->pending->first_seq - 1;
-        drain(rs, col, &ready);
-    }
-    pthread_mutex_unlock(&col->lock);
-    run_ready(&ready);
-}
-
-static void on_gap_sweep(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    redis_storage *rs = ((announcer *)arg)->rs;
-    uint64_t now = redis_now_ms();
-    pthread_rwlock_rdlock(&rs->table_lock);
-    for (collection_state *col = rs->collections; col; col = col->hh.next)
-        if (atomic_load(&col->has_gap))
-            give_up_gap(rs, col, now);
-    pthread_rwlock_unlock(&rs->table_lock);
-}
-
 /* ---- pub/sub (announcer thread) ------------------------------------------------ */
 
 /* "<epoch> <last> <node>" */
@@ -435,10 +424,11 @@ static void on_notice(announcer *a, collection_state *col, const char *text)
     uint64_t last;
     if (sscanf(text, "%39s %" SCNu64 " %16s", epoch, &last, node) != 3)
         return;
+    if (strcmp(node, a->rs->node) == 0)
+        return;   /* our own save: its reply announces it (see announcer_resync_all) */
     snprintf(col->notified_epoch, sizeof col->notified_epoch, "%s", epoch);
     col->notified_last = last;
-    bool own = strcmp(node, a->rs->node) == 0;
-    schedule_fetch(a, col, own ? OWN_NOTICE_CHECK_MS : 0);
+    schedule_fetch(a, col, 0);
 }
 
 static void on_pubsub(redisAsyncContext *ac, void *reply, void *privdata)
@@ -512,6 +502,28 @@ void announcer_watch(redis_storage *rs, collection_state *col, bool watching)
     pthread_mutex_unlock(&col->lock);
 }
 
+static void resync_all_on_thread(void *arg)
+{
+    announcer *a = arg;
+    if (a->stopping)
+        return;
+    redis_storage *rs = a->rs;
+    pthread_rwlock_rdlock(&rs->table_lock);
+    for (collection_state *col = rs->collections; col; col = col->hh.next) {
+        if (col->subscribed) {
+            col->resync = true;
+            schedule_fetch(a, col, 0);
+        }
+    }
+    pthread_rwlock_unlock(&rs->table_lock);
+}
+
+void announcer_resync_all(redis_storage *rs)
+{
+    if (!loop_mailbox_post(rs->announcer->mailbox, resync_all_on_thread, rs->announcer))
+        log_error("redis storage: out of memory requesting a resync");
+}
+
 static void on_pubsub_state(void *arg, redis_link *link, bool up)
 {
     (void)link;
@@ -547,10 +559,7 @@ static bool announcer_open(announcer *a)
                                     on_commands_state, a, &a->rs->link_stats);
     a->pubsub = redis_link_create(a->base, &a->rs->endpoint, "pub/sub", true, on_pubsub_state, a,
                                   &a->rs->link_stats);
-    a->gap_sweep = event_new(a->base, -1, EV_PERSIST, on_gap_sweep, a);
-    struct timeval sweep = {.tv_sec = 0, .tv_usec = GAP_SWEEP_MS * 1000};
-    return a->mailbox && a->commands && a->pubsub && a->gap_sweep &&
-           event_add(a->gap_sweep, &sweep) == 0;
+    return a->mailbox && a->commands && a->pubsub;
 }
 
 static void announcer_close(announcer *a)
@@ -566,9 +575,6 @@ static void announcer_close(announcer *a)
         col->fetch_timer = NULL;
     }
     pthread_rwlock_unlock(&a->rs->table_lock);
-    if (a->gap_sweep)
-        event_free(a->gap_sweep);
-    a->gap_sweep = NULL;
 }
 
 static void set_start_state(announcer *a, int state)

@@ -124,8 +124,10 @@ static void on_thread_link_state(void *arg, redis_link *link, bool up)
 {
     redis_storage *rs = arg;
     atomic_fetch_add(&rs->threads_up, up ? 1 : -1);
-    if (up)
+    if (up) {
         redis_load_scripts(rs, link);
+        announcer_resync_all(rs);
+    }
 }
 
 static int redis_thread_start(void *ctx, void *event_base)
@@ -618,15 +620,16 @@ static void fail_unsent(save_call *call, int status)
     save_call_complete(call);
 }
 
-/* {code, seq | version} for event index i; false for a malformed reply. */
-static bool apply_result(save_call *call, size_t i, const redisReply *r, uint64_t *next_seq)
+/* code, then seq or version, for event index i; false for a malformed
+ * reply. */
+static bool apply_result(save_call *call, size_t i, const redisReply *code_reply,
+                         const redisReply *v, uint64_t *next_seq)
 {
     sync_save_result *res = &call->results[i];
     const sync_event *ev = &call->events[i];
-    if (!is_array(r, 2) || !is_integer(r->element[0]))
+    if (!is_integer(code_reply))
         return false;
-    long long code = r->element[0]->integer;
-    const redisReply *v = r->element[1];
+    long long code = code_reply->integer;
     if (code == SYNC_SAVE_ACCEPTED || code == SYNC_SAVE_DUPLICATE) {
         if (!is_integer(v))
             return false;
@@ -659,7 +662,7 @@ static bool apply_result(save_call *call, size_t i, const redisReply *r, uint64_
 
 static bool apply_save_reply(save_call *call, const redisReply *r, char *epoch, uint64_t *before)
 {
-    if (!is_array(r, 2 + call->sent_count) || !is_string(r->element[0]) ||
+    if (!is_array(r, 2 + 2 * call->sent_count) || !is_string(r->element[0]) ||
         !is_integer(r->element[1]) || r->element[0]->len >= SYNC_EPOCH_MAX)
         return false;
     memcpy(epoch, r->element[0]->str, r->element[0]->len + 1);
@@ -669,7 +672,8 @@ static bool apply_save_reply(save_call *call, const redisReply *r, char *epoch, 
         return false;
     uint64_t next_seq = *before + 1;
     for (size_t k = 0; k < call->sent_count; k++)
-        if (!apply_result(call, call->sent[k], r->element[2 + k], &next_seq))
+        if (!apply_result(call, call->sent[k], r->element[2 + 2 * k], r->element[3 + 2 * k],
+                          &next_seq))
             return false;
     return true;
 }

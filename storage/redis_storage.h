@@ -28,10 +28,10 @@
  * when a pub/sub notice from another broker says they exist). The save's
  * completion callback runs only after its events were announced, as the
  * contract asks. Other brokers' events of watched collections are fetched
- * when their notice arrives, and announced with origin 0. When the events
- * of a gap cannot be fetched within REDIS_GAP_GIVE_UP_MS, the storage
- * announces past it; the broker's readers then see the jump and catch up
- * with events_after. After the pub/sub connection comes back, every
+ * when their notice arrives, and announced with origin 0. When fetching
+ * fails (Redis away) and a gap has been open for REDIS_GAP_GIVE_UP_MS, the
+ * storage announces past it; the broker's readers then see the jump and
+ * catch up with events_after. After the pub/sub connection comes back, every
  * watched collection is fetched up to its head (the broker resynchronises
  * before resuming live delivery).
  *

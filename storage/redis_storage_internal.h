@@ -60,7 +60,6 @@ typedef struct collection_state {
     uint64_t announced;         /* every seq up to this one was announced (or skipped) */
     pending_save *pending;      /* local saves waiting for a gap to close */
     uint64_t gap_since_ms;      /* when the oldest gap opened (0: none) */
-    atomic_bool has_gap;        /* pending != NULL, for the give-up sweep */
     unsigned watchers;
     /* Local saves sent and not yet offered, numbered by tickets. Until the
      * collection is known, the first reply cannot tell whether saves still
@@ -161,5 +160,11 @@ void announcer_settle_send(redis_storage *rs, collection_state *col, uint64_t ti
 void announcer_abandon_thread(redis_storage *rs, redis_thread *t);
 
 void announcer_watch(redis_storage *rs, collection_state *col, bool watching);
+
+/* A connection of this broker came back: saves whose answers it lost may
+ * have been stored unannounced, so every watched collection is fetched up
+ * to its head. (Pub/sub notices of our own saves are otherwise ignored:
+ * the replies announce them.) */
+void announcer_resync_all(redis_storage *rs);
 
 #endif

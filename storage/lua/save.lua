@@ -7,8 +7,8 @@
 --       event:
 --       id, type (1 insert, 2 update, 3 delete), document id, data,
 --       timestamp ms, hlc (20 digits, zero-padded), client id, base seq, origin
--- Returns {epoch, last seq before the batch, one result per event}:
---   {1, seq} accepted, {2, seq} duplicate, {3, current version or ''} conflict.
+-- Returns {epoch, last seq before the batch, then two values per event}:
+--   1, seq: accepted; 2, seq: duplicate; 3, current version or '': conflict.
 -- A document version is "<seq>,<hlc>,<deleted 0/1>,<#client>,<client><data>".
 local log, docs, ids, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local strategy, node, channel = ARGV[1], ARGV[2], ARGV[4]
@@ -58,11 +58,13 @@ for i = 0, count - 1 do
   local ts, hlc, client, base, origin = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
   local seen = redis.call('HGET', ids, id)
   if seen then
-    out[#out + 1] = {2, tonumber(seen)}
+    out[#out + 1] = 2
+    out[#out + 1] = tonumber(seen)
   else
     local current = redis.call('HGET', docs, doc)
     if not passes(current, hlc, client, base) then
-      out[#out + 1] = {3, current or ''}
+      out[#out + 1] = 3
+      out[#out + 1] = current or ''
     else
       last = last + 1
       local seq = string.format('%d', last)
@@ -72,7 +74,8 @@ for i = 0, count - 1 do
       local deleted = kind == '3'
       redis.call('HSET', docs, doc, seq .. ',' .. hlc .. ',' .. (deleted and '1' or '0') .. ',' ..
                  #client .. ',' .. client .. (deleted and '' or data))
-      out[#out + 1] = {1, last}
+      out[#out + 1] = 1
+      out[#out + 1] = last
     end
   end
 end
