@@ -3,7 +3,7 @@
 #   tools/test.sh                      plain build in build/
 #   tools/test.sh --sanitize address   ASan+UBSan build in build-asan/
 #   tools/test.sh --sanitize thread    TSan build in build-tsan/
-# Installs the Debian packages it needs first (tools/install-deps.sh).
+# Installs the Debian packages it needs first (tools/install-deps.sh --tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,7 @@ case "$sanitize" in
   *) echo "tools/test.sh: --sanitize takes address or thread, not '$sanitize'" >&2; exit 2 ;;
 esac
 
-bash tools/install-deps.sh
+bash tools/install-deps.sh --tests
 jobs=$(nproc)
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DNEBULA_SANITIZE="$sanitize" \
   -DNEBULA_TESTS=ON >/dev/null
