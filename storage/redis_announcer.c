@@ -183,7 +183,7 @@ static void note_returned(collection_state *col, uint64_t ticket)
 
 static void finish_offer(redis_storage *rs, collection_state *col, ready_list *ready)
 {
-    bool gap = col->pending != NULL && col->known;
+    bool gap = col->known && (col->pending != NULL || (col->fetch_behind && col->in_flight == 0));
     pthread_mutex_unlock(&col->lock);
     run_ready(ready);
     if (gap)
@@ -231,7 +231,45 @@ void announcer_offer_local(redis_storage *rs, collection_state *col, const char 
     finish_offer(rs, col, &ready);
 }
 
-/* Fetched events (seq order, contiguous) and the head they were read at. */
+/* Announces fetched events and queued local saves in seq order. Seqs
+ * missing from both (trimmed from the stream before this broker announced
+ * them, or skipped on purpose far behind) are announced past, unless local
+ * saves are still in flight: one of them may hold the missing seqs, so the
+ * rest waits for their replies and a fetch after them (fetch_behind).
+ * Caller holds col->lock. */
+static void announce_fetched(redis_storage *rs, collection_state *col, const sync_event *events,
+                             size_t count, ready_list *ready)
+{
+    size_t i = 0;
+    col->fetch_behind = false;
+    for (;;) {
+        drain(rs, col, ready);
+        while (i < count && events[i].seq <= col->announced)
+            i++;
+        if (i < count && events[i].seq == col->announced + 1) {
+            size_t end = i + 1;
+            while (end < count && events[end].seq == events[end - 1].seq + 1)
+                end++;
+            announce(rs, col, events + i, end - i);
+            col->announced = events[end - 1].seq;
+            i = end;
+            continue;
+        }
+        uint64_t next = i < count ? events[i].seq : UINT64_MAX;
+        if (col->pending && col->pending->first_seq < next)
+            next = col->pending->first_seq;
+        if (next == UINT64_MAX)
+            return;
+        if (col->in_flight > 0) {
+            col->fetch_behind = true;
+            return;
+        }
+        atomic_fetch_add(&rs->gaps_skipped, 1);   /* readers see the jump and catch up */
+        col->announced = next - 1;
+    }
+}
+
+/* Fetched events (seq order) and the head they were read at. */
 static void offer_fetched(redis_storage *rs, collection_state *col, const sync_head *head,
                           const sync_event *events, size_t count)
 {
@@ -245,19 +283,7 @@ static void offer_fetched(redis_storage *rs, collection_state *col, const sync_h
     }
     if (!col->known || strcmp(col->epoch, head->epoch) != 0)
         reset_sequence(rs, col, head->epoch, count ? events[0].seq - 1 : head->last_seq, &ready);
-    size_t i = 0;
-    while (i < count && events[i].seq <= col->announced)
-        i++;
-    if (i < count && events[i].seq != col->announced + 1) {
-        /* Trimmed, or skipped on purpose: readers see the jump and catch up. */
-        atomic_fetch_add(&rs->gaps_skipped, 1);
-        col->announced = events[i].seq - 1;
-    }
-    if (i < count) {
-        announce(rs, col, events + i, count - i);
-        col->announced = events[count - 1].seq;
-    }
-    drain(rs, col, &ready);
+    announce_fetched(rs, col, events, count, &ready);
     pthread_mutex_unlock(&col->lock);
     run_ready(&ready);
 }

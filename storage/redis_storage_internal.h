@@ -60,6 +60,7 @@ typedef struct collection_state {
     uint64_t announced;         /* every seq up to this one was announced (or skipped) */
     pending_save *pending;      /* local saves waiting for a gap to close */
     uint64_t gap_since_ms;      /* when the oldest gap opened (0: none) */
+    bool fetch_behind;          /* a fetch stopped at a gap local saves in flight may fill */
     unsigned watchers;
     /* Local saves sent and not yet offered, numbered by tickets. Until the
      * collection is known, the first reply cannot tell whether saves still
