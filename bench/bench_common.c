@@ -300,6 +300,46 @@ struct bench_host_cpu bench_host_cpu_read(void)
     return h;
 }
 
+bool bench_host_share(const struct bench_host_cpu *before, const struct bench_host_cpu *after,
+                      double wall_s, double known_cpu_s, struct bench_host_share *out)
+{
+    if (!before->ok || !after->ok || after->cpus <= 0 || wall_s <= 0)
+        return false;
+    out->cpus = after->cpus;
+    out->busy = (after->busy - before->busy) / wall_s;
+    out->softirq = (after->softirq - before->softirq) / wall_s;
+    out->steal = (after->steal - before->steal) / wall_s;
+    double other = out->busy - out->softirq - known_cpu_s / wall_s;
+    out->other = other > 0 ? other : 0;
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* randomness, JSON                                                          */
+
+uint64_t bench_random_u64(void)
+{
+    uint64_t v = 0;
+    if (RAND_bytes((unsigned char *)&v, sizeof v) != 1)
+        bench_die(1, "RAND_bytes failed");
+    return v;
+}
+
+void bench_json_str(FILE *j, const char *s)
+{
+    fputc('"', j);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(j, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(j, "\\u%04x", ch);
+        else
+            fputc(ch, j);
+    }
+    fputc('"', j);
+}
+
 /* ------------------------------------------------------------------------ */
 /* process setup                                                            */
 

@@ -3,8 +3,9 @@
  *
  * What is here is what both tools need and do the same way: error exits with
  * the tool's name, option-value parsing, ws[s]:// URL parsing, clocks,
- * reading a broker's CPU time and RSS from /proc, machine-wide CPU time,
- * raising RLIMIT_NOFILE, resolving the target and opening client sockets
+ * reading a broker's CPU time and RSS from /proc, machine-wide CPU time and
+ * the share of it nobody measured, random numbers, JSON strings, raising
+ * RLIMIT_NOFILE, resolving the target and opening client sockets
  * bound to rotating 127.0.X.Y sources, the TLS client context and socket
  * bufferevents, the WebSocket upgrade request and the check of its 101, and
  * writing masked client frames. What a tool measures, its options, its
@@ -109,6 +110,29 @@ struct bench_host_cpu {
 };
 
 struct bench_host_cpu bench_host_cpu_read(void);
+
+/* The machine's CPU over a run, in cores (CPU-seconds per second of wall
+ * time), from two readings wall_s apart: busy, the softirq and steal in it,
+ * and `other`: busy less softirq less the CPU the caller measured itself
+ * (known_cpu_s over the run: the broker's and the tool's), never below 0. */
+struct bench_host_share {
+    double busy, softirq, steal, other;
+    int cpus;
+};
+
+/* false when a reading failed or wall_s is not positive (out untouched). */
+bool bench_host_share(const struct bench_host_cpu *before, const struct bench_host_cpu *after,
+                      double wall_s, double known_cpu_s, struct bench_host_share *out);
+
+/* ------------------------------------------------------------------------ */
+/* randomness, JSON                                                          */
+
+/* 64 random bits from RAND_bytes; exits with status 1 if that fails. */
+uint64_t bench_random_u64(void);
+
+/* s as a JSON string, quotes included: " and \ escaped, control
+ * characters as \u00XX. */
+void bench_json_str(FILE *j, const char *s);
 
 /* ------------------------------------------------------------------------ */
 /* process setup                                                            */
