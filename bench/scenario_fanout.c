@@ -49,7 +49,7 @@
 
 #define PROG SYNC_LOAD_PROGRAM
 #define DRAIN_TIMEOUT_S 10            /* after the window: wait this long for the tail */
-#define NEBULA_URL "ws://127.0.0.1:8080/v1/sync"
+#define NEBULA_URL SYNC_LOAD_DEFAULT_URL
 #define MAX_PEER_STREAMS 50000000L    /* subscribers x publishers seq streams (24 B each) */
 
 static struct fanout_options opt;

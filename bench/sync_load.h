@@ -58,6 +58,7 @@
 #include "sync_bench_hist.h"
 
 #define SYNC_LOAD_PROGRAM "nebula-sync-bench"
+#define SYNC_LOAD_DEFAULT_URL "ws://127.0.0.1:8080/v1/sync"
 #define SYNC_LOAD_EPOCH_MAX 64            /* bytes of a cursor's epoch we keep, NUL included */
 #define SYNC_LOAD_SETUP_TIMEOUT_S 60      /* everyone connected (and subscribed) within this */
 #define SYNC_LOAD_MAX_SIZE (512 * 1024)   /* largest --size */

@@ -2,7 +2,8 @@
  * (sync_bench.c), which picks one by the first argument and runs it.
  *
  * Each scenario lives in its own file, bench/scenario_<name>.c: its options,
- * its phases, its checks and its report, on the machinery of sync_load.h.
+ * its phases, its checks and its report, on the machinery of sync_load.h
+ * (fanout) or handshake_load.h (connect, idle).
  */
 #ifndef NEBULA_BENCH_SYNC_SCENARIO_H
 #define NEBULA_BENCH_SYNC_SCENARIO_H
@@ -17,5 +18,7 @@ struct sync_scenario {
 };
 
 extern const struct sync_scenario scenario_fanout;
+extern const struct sync_scenario scenario_idle;
+extern const struct sync_scenario scenario_connect;
 
 #endif
