@@ -259,6 +259,8 @@ static void parse_args(int argc, char **argv)
         parse_option(c, argv);
     if (optind < argc)
         bench_die_usage("unexpected argument '%s'", argv[optind]);
+    if (variant)
+        variant->check_options(&opt);
     if (!opt.url)
         opt.url = opt.target ? opt.target->default_url : NEBULA_URL;
     if (opt.target)
@@ -378,10 +380,11 @@ static void print_delivery_lines(const struct outcome *r, const struct summary_l
     const struct sync_load_tally *t = &r->tally;
     printf("  %-30s %.0f /s  (%" PRIu64 " in the window)\n", lb->acked, r->acked_ps, r->w_acked);
     printf("  %-30s %.0f /s  (%" PRIu64 ")\n", lb->accepted, r->accepted_ps, r->w_accepted);
-    printf("  %-30s %.0f /s  (%" PRIu64 "; %.1f%% of accepted x subscribers)\n", "deliveries",
+    double receivers = variant ? variant->receivers_per_event() : (double)opt.subscribers;
+    printf("  %-30s %.0f /s  (%" PRIu64 "; %.1f%% of accepted x %s)\n", "deliveries",
            r->delivered_ps, r->w_delivered,
-           r->w_accepted ? 100.0 * (double)r->w_delivered / ((double)r->w_accepted * (double)opt.subscribers)
-                         : 0.0);
+           r->w_accepted ? 100.0 * (double)r->w_delivered / ((double)r->w_accepted * receivers) : 0.0,
+           variant ? "the subscribers of its stream" : "subscribers");
     hist_print("latency publish->deliver", &t->lat);
     if (lb->ack_latency)
         hist_print(lb->ack_latency, &t->ack);

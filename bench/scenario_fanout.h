@@ -54,10 +54,14 @@ struct fanout_variant {
     const struct option *options;                  /* its own, {NULL} terminated */
     void (*set_defaults)(struct fanout_options *o);
     void (*option)(int val, const char *arg);      /* one of its options */
-    /* Options parsed: checks them against o, fills streams and hooks. */
+    /* Options parsed: derives what depends on them, checks them (may exit). */
+    void (*check_options)(struct fanout_options *o);
+    /* The load: fills its streams and hooks. */
     void (*configure)(const struct fanout_options *o, struct sync_load_config *cfg);
     /* What the run covers, after the URL in the first lines ("collection 'x'"). */
     const char *(*scope)(void);
+    /* Deliveries one accepted event should make (fanout: S). */
+    double (*receivers_per_event)(void);
     void (*progress)(char *buf, size_t cap);       /* appended to each progress line */
     void (*summary)(void);                         /* its summary lines (stdout), threads joined */
     void (*json)(FILE *j);                         /* its members, each "  \"key\": value,\n" */
