@@ -52,13 +52,13 @@
 #define NEBULA_URL SYNC_LOAD_DEFAULT_URL
 #define MAX_PEER_STREAMS 50000000L    /* subscribers x publishers seq streams (24 B each) */
 
-static struct fanout_options opt;
+static struct load_options opt;
 static const struct fanout_variant *variant;   /* NULL: plain fanout */
 static struct sync_load_stream the_stream;     /* fanout's one stream */
 
 static void set_default_options(void)
 {
-    opt = (struct fanout_options){
+    opt = (struct load_options){
         .subscribers = 100,
         .publishers = 1,
         .batch = 10,
@@ -158,87 +158,34 @@ static void check_target_options(void)
                         "%ld", opt.subscribers, opt.publishers, MAX_PEER_STREAMS);
 }
 
-enum { O_TARGET = 256, O_URL, O_SUBS, O_PUBS, O_BATCH, O_SIZE, O_INFLIGHT, O_RATE, O_DUR,
-       O_WARMUP, O_THREADS, O_PID, O_TOKEN, O_COLL, O_JSON };
+#define O_TARGET LOAD_OPTION_END
+#define MAX_OPTIONS 40
 
-static const struct option fanout_longopts[] = {
-    {"target", required_argument, NULL, O_TARGET},
-    {"url", required_argument, NULL, O_URL},
-    {"subscribers", required_argument, NULL, O_SUBS},
-    {"publishers", required_argument, NULL, O_PUBS},
-    {"batch", required_argument, NULL, O_BATCH},
-    {"size", required_argument, NULL, O_SIZE},
-    {"inflight", required_argument, NULL, O_INFLIGHT},
-    {"rate", required_argument, NULL, O_RATE},
-    {"duration", required_argument, NULL, O_DUR},
-    {"warmup", required_argument, NULL, O_WARMUP},
-    {"threads", required_argument, NULL, O_THREADS},
-    {"broker-pid", required_argument, NULL, O_PID},
-    {"token", required_argument, NULL, O_TOKEN},
-    {"collection", required_argument, NULL, O_COLL},
-    {"json", required_argument, NULL, O_JSON},
-    {"help", no_argument, NULL, 'h'},
-};
-
-#define FANOUT_NOPTS (sizeof fanout_longopts / sizeof fanout_longopts[0])
-#define MAX_VARIANT_OPTS 16
-
-/* fanout's options, then the variant's, then the terminator. */
+/* fanout's options (the shared ones, --target, --help), then the
+ * variant's, then the terminator. */
 static void all_options(struct option *out)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < FANOUT_NOPTS; i++)
-        out[n++] = fanout_longopts[i];
+    size_t n = load_options_table(LOAD_ALL, out, 0);
+    out[n++] = (struct option){"target", required_argument, NULL, O_TARGET};
+    out[n++] = (struct option){"help", no_argument, NULL, 'h'};
     for (const struct option *o = variant ? variant->options : NULL; o && o->name; o++) {
-        if (n == FANOUT_NOPTS + MAX_VARIANT_OPTS)
+        if (n == MAX_OPTIONS)
             bench_die(2, "too many options in scenario %s", variant->name);
         out[n++] = *o;
     }
     out[n] = (struct option){NULL, 0, NULL, 0};
 }
 
-static void parse_collection(const char *arg)
-{
-    size_t n = strlen(arg);
-    if (n == 0 || n > 128)
-        bench_die_usage("--collection: 1 to 128 bytes");
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)arg[i] < 0x20)
-            bench_die_usage("--collection: no control characters");
-    opt.collection = arg;
-}
-
 static void parse_option(int c, char **argv)
 {
-    switch (c) {
-    case O_TARGET: opt.target = parse_target(optarg); break;
-    case O_URL: opt.url = optarg; break;
-    case O_SUBS: opt.subscribers = bench_option_long("--subscribers", optarg, 1, 1000000); break;
-    case O_PUBS: opt.publishers = bench_option_long("--publishers", optarg, 1, 10000); break;
-    case O_BATCH: opt.batch = bench_option_long("--batch", optarg, 1, 1000); break;
-    case O_SIZE: opt.size = bench_option_long("--size", optarg, EVENT_DOC_MIN_SIZE, SYNC_LOAD_MAX_SIZE); break;
-    case O_INFLIGHT: opt.inflight = bench_option_long("--inflight", optarg, 1, 1024); break;
-    case O_RATE: opt.rate = bench_option_double("--rate", optarg, 0, 1e9); break;
-    case O_DUR: opt.duration = bench_option_double("--duration", optarg, 0.1, 86400); break;
-    case O_WARMUP: opt.warmup = bench_option_double("--warmup", optarg, 0, 3600); break;
-    case O_THREADS: opt.threads = (int)bench_option_long("--threads", optarg, 1, 256); break;
-    case O_PID: opt.broker_pid = (pid_t)bench_option_long("--broker-pid", optarg, 1, INT_MAX); break;
-    case O_TOKEN:
-        if (strlen(optarg) > 4000)
-            bench_die_usage("--token: longer than 4000 bytes");
-        opt.token = optarg;
-        break;
-    case O_COLL: parse_collection(optarg); break;
-    case O_JSON: opt.json_path = optarg; break;
-    default:
-        if (variant && c >= FANOUT_VARIANT_OPTION) {
-            variant->option(c, optarg);
-            break;
-        }
-        if (optopt > 0 && optopt < 256)
-            bench_die_usage("option -%c is unknown or needs a value", optopt);
-        bench_die_usage("option '%s' is unknown or needs a value", argv[optind - 1]);
-    }
+    if (load_options_parse(&opt, c, optarg))
+        return;
+    if (c == O_TARGET)
+        opt.target = parse_target(optarg);
+    else if (variant && c >= FANOUT_VARIANT_OPTION)
+        variant->option(c, optarg);
+    else
+        load_options_unknown(argv);
 }
 
 static void parse_args(int argc, char **argv)
@@ -250,7 +197,7 @@ static void parse_args(int argc, char **argv)
             exit(0);
         }
     }
-    struct option longopts[FANOUT_NOPTS + MAX_VARIANT_OPTS + 1];
+    struct option longopts[MAX_OPTIONS + 1];
     all_options(longopts);
     optind = 1;
     opterr = 0;

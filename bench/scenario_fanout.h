@@ -23,41 +23,22 @@
 
 #include "bench_common.h"
 #include "fanout_target.h"
+#include "load_options.h"
 #include "sync_load.h"
 
-/* The options of the run, as fanout --help lists them. */
-struct fanout_options {
-    const struct fanout_target *target;   /* NULL: nebula-syncd */
-    const char *url;
-    struct bench_endpoint ep;       /* the URL, parsed */
-    long subscribers;
-    long publishers;
-    long batch;
-    long size;
-    long inflight;
-    double rate;                    /* events/s over all publishers; 0: as fast as acknowledged */
-    double duration;
-    double warmup;
-    int threads;
-    pid_t broker_pid;
-    const char *token;
-    const char *collection;
-    const char *json_path;
-};
-
 /* getopt_long values of a variant's own options start here. */
-#define FANOUT_VARIANT_OPTION 1000
+#define FANOUT_VARIANT_OPTION 1000   /* above LOAD_OPTION_END and --target */
 
 struct fanout_variant {
     const char *name;                              /* the scenario, as in "scenario": ... */
     void (*usage)(FILE *f);                        /* the whole --help text */
     const struct option *options;                  /* its own, {NULL} terminated */
-    void (*set_defaults)(struct fanout_options *o);
+    void (*set_defaults)(struct load_options *o);
     void (*option)(int val, const char *arg);      /* one of its options */
     /* Options parsed: derives what depends on them, checks them (may exit). */
-    void (*check_options)(struct fanout_options *o);
+    void (*check_options)(struct load_options *o);
     /* The load: fills its streams and hooks. */
-    void (*configure)(const struct fanout_options *o, struct sync_load_config *cfg);
+    void (*configure)(const struct load_options *o, struct sync_load_config *cfg);
     /* What the run covers, after the URL in the first lines ("collection 'x'"). */
     const char *(*scope)(void);
     /* Deliveries one accepted event should make (fanout: S). */

@@ -101,7 +101,7 @@ static void usage(FILE *f)
         MAX_TENANTS);
 }
 
-static void set_defaults(struct fanout_options *o)
+static void set_defaults(struct load_options *o)
 {
     o->subscribers = 0;               /* 0: derived from T and C */
     o->publishers = 0;
@@ -191,7 +191,7 @@ static void lay_out_streams(const char *prefix)
                                                tokens[s / ncollections].token};
 }
 
-static void check_options(struct fanout_options *o)
+static void check_options(struct load_options *o)
 {
     if (write_tokens_path)
         write_token_file();
@@ -268,7 +268,7 @@ static double receivers_per_event(void)
     return sum / (double)npublishers;
 }
 
-static void configure(const struct fanout_options *o, struct sync_load_config *cfg)
+static void configure(const struct load_options *o, struct sync_load_config *cfg)
 {
     subs = calloc((size_t)o->subscribers, sizeof *subs);
     if (!subs)

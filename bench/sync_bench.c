@@ -3,7 +3,7 @@
  * The driver: the first argument names a scenario (sync_scenario.h), which
  * takes the options that follow and runs. Each scenario is a file of its
  * own (bench/scenario_<name>.c); they share the client machinery of
- * sync_load.c (fanout, tenants) or of handshake_load.c, which nebula-ws-bench runs
+ * sync_load.c (fanout, tenants, catchup) or of handshake_load.c, which nebula-ws-bench runs
  * too (connect, idle). Every scenario prints a
  * progress line per second on stderr and a summary on stdout, writes
  * --json FILE, reads the broker's CPU and RSS with --broker-pid, and exits
@@ -19,6 +19,7 @@
 
 static const struct sync_scenario *const scenarios[] = {
     &scenario_fanout, &scenario_tenants, &scenario_idle, &scenario_connect,
+    &scenario_catchup,
 };
 
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])

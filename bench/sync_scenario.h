@@ -3,7 +3,7 @@
  *
  * Each scenario lives in its own file, bench/scenario_<name>.c: its options,
  * its phases, its checks and its report, on the machinery of sync_load.h
- * (fanout, tenants) or handshake_load.h (connect, idle).
+ * (fanout, tenants, catchup) or handshake_load.h (connect, idle).
  */
 #ifndef NEBULA_BENCH_SYNC_SCENARIO_H
 #define NEBULA_BENCH_SYNC_SCENARIO_H
@@ -21,5 +21,6 @@ extern const struct sync_scenario scenario_fanout;
 extern const struct sync_scenario scenario_tenants;
 extern const struct sync_scenario scenario_idle;
 extern const struct sync_scenario scenario_connect;
+extern const struct sync_scenario scenario_catchup;
 
 #endif
