@@ -6,6 +6,7 @@
 #include "bench_common.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -262,6 +263,35 @@ double bench_proc_cpu_s(pid_t pid)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
     return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+double bench_proc_runtime_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    unsigned long long sum = 0;
+    bool any = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char file[384];
+        snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        unsigned long long ns;
+        if (!f)
+            continue;                 /* the thread has just exited */
+        if (fscanf(f, "%llu", &ns) == 1) {
+            sum += ns;
+            any = true;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return any ? (double)sum / 1e9 : -1;
 }
 
 double bench_self_cpu_s(void)

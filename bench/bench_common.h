@@ -98,6 +98,12 @@ long bench_proc_rss_kib(pid_t pid);     /* VmRSS from /proc/PID/status, or -1 */
 double bench_proc_cpu_s(pid_t pid);     /* utime+stime (all threads) from /proc/PID/stat, or -1 */
 double bench_self_cpu_s(void);          /* this process's user+system time */
 
+/* The on-CPU time of pid's threads now alive, summed from
+ * /proc/PID/task/TID/schedstat (nanoseconds, where utime+stime counts clock
+ * ticks of 10 ms): for steps too short for bench_proc_cpu_s(). -1 if the
+ * kernel does not keep schedstat. */
+double bench_proc_runtime_s(pid_t pid);
+
 /* Machine-wide CPU time from /proc/stat, in seconds: busy (everything but
  * idle and iowait), the softirq part of it (the loopback network stack,
  * which no process is charged for), steal (the hypervisor ran something
