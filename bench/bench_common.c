@@ -105,6 +105,36 @@ double bench_option_double(const char *option, const char *s, double min, double
     return v;
 }
 
+void bench_getopt(int argc, char **argv, const struct option *longopts,
+                  void (*handle)(int c, char **argv))
+{
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+        handle(c, argv);
+    if (optind < argc)
+        bench_die_usage("unexpected argument '%s'", argv[optind]);
+}
+
+const char *bench_option_collection(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        bench_die_usage("--collection: 1 to 128 bytes");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            bench_die_usage("--collection: no control characters");
+    return s;
+}
+
+const char *bench_option_token(const char *s)
+{
+    if (strlen(s) > 4000)
+        bench_die_usage("--token: longer than 4000 bytes");
+    return s;
+}
+
 /* ------------------------------------------------------------------------ */
 /* target URL                                                               */
 
@@ -294,6 +324,15 @@ double bench_proc_runtime_s(pid_t pid)
     return any ? (double)sum / 1e9 : -1;
 }
 
+long bench_broker_rss_before(pid_t pid)
+{
+    long rss = bench_proc_rss_kib(pid);
+    if (rss < 0 || bench_proc_cpu_s(pid) < 0)
+        bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
+                  "process?)", (int)pid, (int)pid, (int)pid);
+    return rss;
+}
+
 double bench_self_cpu_s(void)
 {
     struct rusage ru;
@@ -370,10 +409,24 @@ void bench_json_str(FILE *j, const char *s)
     fputc('"', j);
 }
 
+void bench_write_json(const char *path, void (*writer)(FILE *j, const void *arg), const void *arg)
+{
+    if (!path)
+        return;
+    FILE *j = fopen(path, "w");
+    if (!j) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", program_name, path, strerror(errno));
+        return;
+    }
+    writer(j, arg);
+    if (fclose(j) != 0)
+        fprintf(stderr, "%s: cannot write %s: %s\n", program_name, path, strerror(errno));
+}
+
 /* ------------------------------------------------------------------------ */
 /* process setup                                                            */
 
-unsigned long long bench_raise_nofile(void)
+void bench_raise_nofile(unsigned long long need, unsigned margin, const char *what)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -384,7 +437,14 @@ unsigned long long bench_raise_nofile(void)
             bench_die(2, "setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_max,
                       strerror(errno));
     }
-    return (unsigned long long)rl.rlim_cur;
+    unsigned long long limit = (unsigned long long)rl.rlim_cur, total = need + margin;
+    if (rl.rlim_cur == RLIM_INFINITY || total <= limit)
+        return;
+    bench_die(2, "NOT ENOUGH FILE DESCRIPTORS: %s need about %llu descriptors (%u spare), but this "
+              "process may open at most %llu (the RLIMIT_NOFILE hard limit; the soft limit was "
+              "raised to it). Use at most %lld connections, or raise the hard limit (ulimit -Hn, as "
+              "root). The broker has the same kind of limit on its side.", what, total, margin, limit,
+              (long long)limit - margin);
 }
 
 volatile sig_atomic_t bench_got_signal;
@@ -436,6 +496,15 @@ void bench_resolve(const struct bench_endpoint *ep, struct bench_dest *d)
     if (!d->spread_src)
         fprintf(stderr, "%s: note: %s is not an IPv4 loopback address; source addresses are not "
                         "spread over 127.0.X.Y\n", program_name, ep->host);
+}
+
+int bench_connect_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    return err;
 }
 
 int bench_connect_start(struct bench_dest *d, const char **what)

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -82,7 +83,8 @@ static void describe_option(FILE *f, bool connect, bool idle, const char *flag,
         fprintf(f, "  %-20s %s%s\n", flag, connect ? "idle: " : "", for_idle);
 }
 
-void handshake_load_usage_options(const struct handshake_tool *t, FILE *f)
+/* The options this tool takes, one per line. */
+static void usage_options(const struct handshake_tool *t, FILE *f)
 {
     bool idle = !t->scenario || strcmp(t->scenario, "idle") == 0;
     bool connect = !t->scenario || strcmp(t->scenario, "connect") == 0;
@@ -113,6 +115,14 @@ void handshake_load_usage_options(const struct handshake_tool *t, FILE *f)
         "  -h, --help           this text\n");
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: %s%s%s %s\n\n%s\n", tool->program, tool->scenario ? " " : "",
+            tool->scenario ? tool->scenario : "", tool->synopsis, tool->about);
+    usage_options(tool, f);
+    fprintf(f, "\n%s", tool->notes);
+}
+
 static double parse_seconds(const char *name, const char *s, double min)
 {
     double v;
@@ -128,17 +138,6 @@ static enum mode parse_mode(const char *s)
     if (strcmp(s, "idle") == 0)
         return MODE_IDLE;
     bench_die_usage("--mode: '%s' is neither connect nor idle", s);
-}
-
-static void parse_collection(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 128)
-        bench_die_usage("--collection: 1 to 128 bytes");
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20)
-            bench_die_usage("--collection: no control characters");
-    opt.collection = s;
 }
 
 enum { O_URL = 256, O_MODE, O_CONN, O_DUR, O_HOLD, O_RAMP, O_TIMEOUT, O_PID, O_THREADS, O_JSON,
@@ -188,13 +187,9 @@ static void parse_option(int c, char **argv)
     case O_PID: opt.broker_pid = (pid_t)bench_option_long("--broker-pid", optarg, 1, INT_MAX); break;
     case O_THREADS: opt.threads = (int)bench_option_long("--threads", optarg, 1, 256); break;
     case O_JSON: opt.json_path = optarg; break;
-    case O_TOKEN:
-        if (strlen(optarg) > 4000)
-            bench_die_usage("--token: longer than 4000 bytes");
-        opt.token = optarg;
-        break;
-    case O_COLL: parse_collection(optarg); break;
-    case 'h': tool->usage(stdout); exit(0);
+    case O_TOKEN: opt.token = bench_option_token(optarg); break;
+    case O_COLL: opt.collection = bench_option_collection(optarg); break;
+    case 'h': usage(stdout); exit(0);
     case '?':
     default:
         if (optopt > 0 && optopt < 256)
@@ -218,13 +213,7 @@ static void parse_args(int argc, char **argv)
     };
     struct option longopts[16];
     tool_options(longopts);
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
-        parse_option(c, argv);
-    if (optind < argc)
-        bench_die_usage("unexpected argument '%s'", argv[optind]);
+    bench_getopt(argc, argv, longopts, parse_option);
     if (!opt.url)
         bench_die_usage("--url is required");
     bench_parse_url(opt.url, "/v1/sync", &opt.ep);
@@ -805,10 +794,7 @@ static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
         conn_fail(c, F_TIMEOUT, "TCP connect took longer than %.1f s", opt.timeout);
         return;
     }
-    int err = 0;
-    socklen_t el = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-        err = errno;
+    int err = bench_connect_error(fd);
     if (err) {
         conn_fail(c, F_CONNECT, "connect to %s:%s: %s", opt.ep.host, opt.ep.port, strerror(err));
         return;
@@ -962,22 +948,6 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------------------ */
 /* setting up, and the run                                                   */
-
-static void raise_nofile(void)
-{
-    unsigned long long limit = bench_raise_nofile();
-    unsigned long long need = (unsigned long long)opt.connections + FD_MARGIN;
-    if (limit != RLIM_INFINITY && need > limit) {
-        fprintf(stderr,
-                "%s: --connections %ld needs about %llu file descriptors "
-                "(%ld + %d spare), but this process may open at most %llu (RLIMIT_NOFILE hard "
-                "limit). Use --connections %lld or less, or raise the hard limit "
-                "(ulimit -Hn as root). The broker has the same limit on its side.\n",
-                tool->program, opt.connections, need, opt.connections, FD_MARGIN, limit,
-                (long long)limit - FD_MARGIN);
-        exit(2);
-    }
-}
 
 static void setup_tls(void)
 {
@@ -1321,8 +1291,16 @@ static void print_summary(const struct run *r, const struct result *x)
     fflush(stdout);
 }
 
-static void write_json_body(FILE *j, const struct run *r, const struct result *x)
+/* What the JSON is written from. */
+struct report {
+    const struct run *r;
+    const struct result *x;
+};
+
+static void write_json_body(FILE *j, const void *arg)
 {
+    const struct run *r = ((const struct report *)arg)->r;
+    const struct result *x = ((const struct report *)arg)->x;
     fprintf(j, "{\n  \"mode\": \"%s\",\n  \"tls\": %s,\n  \"threads\": %d,\n"
                "  \"connections\": %ld,\n  \"elapsed_s\": %.3f,\n",
             opt.mode == MODE_CONNECT ? "connect" : "idle", opt.ep.tls ? "true" : "false",
@@ -1357,19 +1335,6 @@ static void write_json_body(FILE *j, const struct run *r, const struct result *x
             x->pass ? "true" : "false");
 }
 
-static void write_json(const struct run *r, const struct result *x)
-{
-    if (!opt.json_path)
-        return;
-    FILE *j = fopen(opt.json_path, "w");
-    if (!j) {
-        fprintf(stderr, "%s: cannot write %s: %s\n", tool->program, opt.json_path, strerror(errno));
-        return;
-    }
-    write_json_body(j, r, x);
-    fclose(j);
-}
-
 static void free_workers(void)
 {
     for (int i = 0; i < opt.threads; i++) {
@@ -1393,11 +1358,8 @@ static void read_broker_before(struct run *r)
                     tool->program);
         return;
     }
-    r->rss_before = bench_proc_rss_kib(opt.broker_pid);
+    r->rss_before = bench_broker_rss_before(opt.broker_pid);
     r->cpu_before = bench_proc_cpu_s(opt.broker_pid);
-    if (r->rss_before < 0 || r->cpu_before < 0)
-        bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
-                  "process?)", (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
 }
 
 int handshake_load_main(const struct handshake_tool *t, int argc, char **argv)
@@ -1408,7 +1370,9 @@ int handshake_load_main(const struct handshake_tool *t, int argc, char **argv)
              tool->scenario ? tool->scenario : "");
     bench_set_program(tool->program, hint);
     parse_args(argc, argv);
-    raise_nofile();
+    char what[64];
+    snprintf(what, sizeof what, "--connections %ld", opt.connections);
+    bench_raise_nofile((unsigned long long)opt.connections, FD_MARGIN, what);
     bench_resolve(&opt.ep, &dest);
     struct run r = {.rss_before = -1, .rss_after = -1, .cpu_before = -1, .cpu_after = -1,
                     .cpu_ramp = -1};
@@ -1443,7 +1407,8 @@ int handshake_load_main(const struct handshake_tool *t, int argc, char **argv)
     struct result x;
     compute_result(&r, &x);
     print_summary(&r, &x);
-    write_json(&r, &x);
+    struct report report = {&r, &x};
+    bench_write_json(opt.json_path, write_json_body, &report);
     free_workers();
     return x.pass ? 0 : 1;
 }

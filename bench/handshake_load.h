@@ -30,7 +30,6 @@
 #define NEBULA_BENCH_HANDSHAKE_LOAD_H
 
 #include <stdbool.h>
-#include <stdio.h>
 
 /* Who runs it, and how. */
 struct handshake_tool {
@@ -43,11 +42,10 @@ struct handshake_tool {
      * Otherwise (nebula-ws-bench): 0 when some handshake succeeded (connect)
      * or every connection was open at the end (idle). */
     bool strict;
-    void (*usage)(FILE *f);         /* --help; may call handshake_load_usage_options() */
+    /* --help: "usage: PROGRAM [SCENARIO] SYNOPSIS", ABOUT, the options this
+     * tool takes, NOTES (each paragraph ending with a newline). */
+    const char *synopsis, *about, *notes;
 };
-
-/* The options this tool takes, one per line, as --help lists them. */
-void handshake_load_usage_options(const struct handshake_tool *tool, FILE *f);
 
 /* Parses argv (argv[0] is the program or scenario name), runs, prints,
  * writes --json; returns the exit status (usage errors exit 2 from inside). */

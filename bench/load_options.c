@@ -2,7 +2,6 @@
 #include "load_options.h"
 
 #include <limits.h>
-#include <string.h>
 
 #include "event_format.h"
 #include "sync_load.h"
@@ -32,24 +31,6 @@ size_t load_options_table(unsigned which, struct option *out, size_t n)
     return n;
 }
 
-static const char *parse_collection(const char *arg)
-{
-    size_t n = strlen(arg);
-    if (n == 0 || n > 128)
-        bench_die_usage("--collection: 1 to 128 bytes");
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)arg[i] < 0x20)
-            bench_die_usage("--collection: no control characters");
-    return arg;
-}
-
-static const char *parse_token(const char *arg)
-{
-    if (strlen(arg) > 4000)
-        bench_die_usage("--token: longer than 4000 bytes");
-    return arg;
-}
-
 bool load_options_parse(struct load_options *o, int c, const char *arg)
 {
     switch (c) {
@@ -64,8 +45,8 @@ bool load_options_parse(struct load_options *o, int c, const char *arg)
     case LOAD_WARMUP: o->warmup = bench_option_double("--warmup", arg, 0, 3600); break;
     case LOAD_THREADS: o->threads = (int)bench_option_long("--threads", arg, 1, 256); break;
     case LOAD_BROKER_PID: o->broker_pid = (pid_t)bench_option_long("--broker-pid", arg, 1, INT_MAX); break;
-    case LOAD_TOKEN: o->token = parse_token(arg); break;
-    case LOAD_COLLECTION: o->collection = parse_collection(arg); break;
+    case LOAD_TOKEN: o->token = bench_option_token(arg); break;
+    case LOAD_COLLECTION: o->collection = bench_option_collection(arg); break;
     case LOAD_JSON: o->json_path = arg; break;
     default: return false;
     }

@@ -124,13 +124,7 @@ static void parse_args(int argc, char **argv)
     longopts[n++] = (struct option){"timeout", required_argument, NULL, O_TIMEOUT};
     longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[n] = (struct option){NULL, 0, NULL, 0};
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
-        parse_option(c, argv);
-    if (optind < argc)
-        bench_die_usage("unexpected argument '%s'", argv[optind]);
+    bench_getopt(argc, argv, longopts, parse_option);
     if (!replay_events && !snapshot_documents)
         bench_die_usage("--events 0 and --documents 0: nothing to measure");
     if (opt.batch * (opt.size + 200) > 64L << 20)
@@ -608,8 +602,9 @@ static void json_step(FILE *j, const char *name, const struct measured_step *m, 
                 m->broker_cpu, name, us_per(m->broker_cpu, items));
 }
 
-static void write_json_body(FILE *j, const struct outcome *r)
+static void write_json_body(FILE *j, const void *arg)
 {
+    const struct outcome *r = arg;
     uint64_t k = replay_target - r->cursor.seq;
     fprintf(j, "{\n  \"scenario\": \"catchup\",\n  \"url\": ");
     bench_json_str(j, opt.url);
@@ -650,19 +645,6 @@ static void write_json_body(FILE *j, const struct outcome *r)
             r->completed ? "true" : "false");
     bench_json_str(j, r->why_not);
     fprintf(j, ",\n  \"pass\": %s\n}\n", r->pass ? "true" : "false");
-}
-
-static void write_json(const struct outcome *r)
-{
-    if (!opt.json_path)
-        return;
-    FILE *j = fopen(opt.json_path, "w");
-    if (!j) {
-        fprintf(stderr, PROG ": cannot write %s: %m\n", opt.json_path);
-        return;
-    }
-    write_json_body(j, r);
-    fclose(j);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -759,10 +741,8 @@ static int run_catchup(int argc, char **argv)
     struct sync_load_config cfg;
     configure(&cfg);
     sync_load_init(&cfg);
-    r.rss_before = broker_rss();
-    if (opt.broker_pid && (r.rss_before < 0 || bench_proc_cpu_s(opt.broker_pid) < 0))
-        bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
-                  "process?)", (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
+    if (opt.broker_pid)
+        r.rss_before = bench_broker_rss_before(opt.broker_pid);
     fprintf(stderr, PROG " catchup: %s: replay %ld events, snapshot %ld documents, %ld subscriber%s, "
             "batch %ld x %ld B, %ld in flight, %d thread%s%s\n", opt.url, replay_events,
             snapshot_documents, opt.subscribers, opt.subscribers == 1 ? "" : "s", opt.batch, opt.size,
@@ -772,7 +752,7 @@ static int run_catchup(int argc, char **argv)
     r.rss_after = broker_rss();
     finish(&r);
     print_summary(&r);
-    write_json(&r);
+    bench_write_json(opt.json_path, write_json_body, &r);
     sync_load_free();
     for (long i = 0; i <= opt.subscribers; i++)
         doc_tally_free(&subs[i].docs);

@@ -5,37 +5,24 @@
  * --mode connect (handshake_load.c, one implementation), with a stricter
  * exit rule: 0 only when no handshake failed.
  */
-#include <stdio.h>
-
 #include "handshake_load.h"
-#include "sync_scenario.h"
 #include "sync_load.h"
-
-static const struct handshake_tool connect_tool;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: " SYNC_LOAD_PROGRAM " connect [options]\n"
-        "\n"
-        "WebSocket handshakes per second (ws:// or wss://): each connection does TCP\n"
-        "connect, TLS for wss://, the upgrade, Hello and Welcome, then closes; the\n"
-        "same measurement as nebula-ws-bench --mode connect.\n"
-        "\n");
-    handshake_load_usage_options(&connect_tool, f);
-    fprintf(f,
-        "\n"
-        "A progress line per second goes to stderr, the summary to stdout.\n"
-        "Exit status: 0 handshakes completed and none failed; 1 anything else;\n"
-        "2 usage, resource-limit or setup error.\n");
-}
+#include "sync_scenario.h"
 
 static const struct handshake_tool connect_tool = {
     .program = SYNC_LOAD_PROGRAM,
     .scenario = "connect",
     .default_url = SYNC_LOAD_DEFAULT_URL,
     .strict = true,
-    .usage = usage,
+    .synopsis = "[options]",
+    .about =
+        "WebSocket handshakes per second (ws:// or wss://): each connection does TCP\n"
+        "connect, TLS for wss://, the upgrade, Hello and Welcome, then closes; the\n"
+        "same measurement as nebula-ws-bench --mode connect.\n",
+    .notes =
+        "A progress line per second goes to stderr, the summary to stdout.\n"
+        "Exit status: 0 handshakes completed and none failed; 1 anything else;\n"
+        "2 usage, resource-limit or setup error.\n",
 };
 
 static int run_connect(int argc, char **argv)

@@ -199,13 +199,7 @@ static void parse_args(int argc, char **argv)
     }
     struct option longopts[MAX_OPTIONS + 1];
     all_options(longopts);
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
-        parse_option(c, argv);
-    if (optind < argc)
-        bench_die_usage("unexpected argument '%s'", argv[optind]);
+    bench_getopt(argc, argv, longopts, parse_option);
     if (variant)
         variant->check_options(&opt);
     if (!opt.url)
@@ -396,8 +390,9 @@ static void print_summary(const struct outcome *r)
     fflush(stdout);
 }
 
-static void write_json_body(FILE *j, const struct outcome *r)
+static void write_json_body(FILE *j, const void *arg)
 {
+    const struct outcome *r = arg;
     const struct sync_load_tally *t = &r->tally;
     fprintf(j, "{\n  \"scenario\": \"%s\",\n  \"target\": \"%s\",\n  \"acked\": %s,\n"
                "  \"url\": ", scenario_name(), target_name(),
@@ -443,19 +438,6 @@ static void write_json_body(FILE *j, const struct outcome *r)
             r->completed ? "true" : "false");
     bench_json_str(j, r->why_not);
     fprintf(j, ",\n  \"pass\": %s\n}\n", r->pass ? "true" : "false");
-}
-
-static void write_json(const struct outcome *r)
-{
-    if (!opt.json_path)
-        return;
-    FILE *j = fopen(opt.json_path, "w");
-    if (!j) {
-        fprintf(stderr, PROG ": cannot write %s: %s\n", opt.json_path, strerror(errno));
-        return;
-    }
-    write_json_body(j, r);
-    fclose(j);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -595,17 +577,6 @@ static void configure_load(struct sync_load_config *cfg)
         variant->configure(&opt, cfg);
 }
 
-static void check_broker_pid(long *rss_before)
-{
-    *rss_before = -1;
-    if (!opt.broker_pid)
-        return;
-    *rss_before = bench_proc_rss_kib(opt.broker_pid);
-    if (*rss_before < 0 || bench_proc_cpu_s(opt.broker_pid) < 0)
-        bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
-                  "process?)", (int)opt.broker_pid, (int)opt.broker_pid, (int)opt.broker_pid);
-}
-
 static void announce(const struct outcome *r)
 {
     fprintf(stderr, PROG " %s: %s %s %s: %ld subscribers, %ld publisher%s, batch %ld x %ld B, %ld "
@@ -633,7 +604,8 @@ int fanout_run(const struct fanout_variant *v, int argc, char **argv)
     struct sync_load_config cfg;
     configure_load(&cfg);
     sync_load_init(&cfg);
-    check_broker_pid(&r.rss_before);
+    if (opt.broker_pid)
+        r.rss_before = bench_broker_rss_before(opt.broker_pid);
     if (opt.rate > 0)
         snprintf(r.rate_txt, sizeof r.rate_txt, "%.0f events/s in all", opt.rate);
     else
@@ -678,7 +650,7 @@ int fanout_run(const struct fanout_variant *v, int argc, char **argv)
     if (r.pass && variant && !variant->passed(r.why_not, sizeof r.why_not))
         r.pass = false;
     print_summary(&r);
-    write_json(&r);
+    bench_write_json(opt.json_path, write_json_body, &r);
     sync_load_free();
     return r.pass ? 0 : 1;
 }

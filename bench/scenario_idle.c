@@ -8,31 +8,9 @@
  * stricter exit rule: 0 only when every connection subscribed and was
  * still open at the end.
  */
-#include <stdio.h>
-
 #include "handshake_load.h"
 #include "sync_load.h"
 #include "sync_scenario.h"
-
-static const struct handshake_tool idle_tool;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: " SYNC_LOAD_PROGRAM " idle [options]\n"
-        "\n"
-        "Broker memory per idle subscriber: N connections do the upgrade, Hello and\n"
-        "Welcome, subscribe to one collection (its snapshot received) and stay idle;\n"
-        "the broker's VmRSS before and after gives KiB per connection.\n"
-        "\n");
-    handshake_load_usage_options(&idle_tool, f);
-    fprintf(f,
-        "\n"
-        "A progress line per second goes to stderr, the summary to stdout.\n"
-        "Exit status: 0 every connection subscribed and was still open at the end,\n"
-        "none failed or was dropped; 1 anything else; 2 usage, resource-limit or\n"
-        "setup error.\n");
-}
 
 static const struct handshake_tool idle_tool = {
     .program = SYNC_LOAD_PROGRAM,
@@ -40,7 +18,16 @@ static const struct handshake_tool idle_tool = {
     .default_url = SYNC_LOAD_DEFAULT_URL,
     .subscribe = true,
     .strict = true,
-    .usage = usage,
+    .synopsis = "[options]",
+    .about =
+        "Broker memory per idle subscriber: N connections do the upgrade, Hello and\n"
+        "Welcome, subscribe to one collection (its snapshot received) and stay idle;\n"
+        "the broker's VmRSS before and after gives KiB per connection.\n",
+    .notes =
+        "A progress line per second goes to stderr, the summary to stdout.\n"
+        "Exit status: 0 every connection subscribed and was still open at the end,\n"
+        "none failed or was dropped; 1 anything else; 2 usage, resource-limit or\n"
+        "setup error.\n",
 };
 
 static int run_idle(int argc, char **argv)

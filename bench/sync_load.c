@@ -1221,10 +1221,7 @@ static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
         conn_fail(c, "TCP connect took longer than %d s", HANDSHAKE_TIMEOUT_S);
         return;
     }
-    int err = 0;
-    socklen_t el = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-        err = errno;
+    int err = bench_connect_error(fd);
     if (err) {
         conn_fail(c, "connect to %s:%s: %s", cfg.ep.host, cfg.ep.port, strerror(err));
         return;
@@ -1496,23 +1493,6 @@ static void *worker_main(void *arg)
 /* ------------------------------------------------------------------------ */
 /* setting up                                                                */
 
-static void raise_nofile(void)
-{
-    unsigned long long limit = bench_raise_nofile();
-    long conns = cfg.subscribers + cfg.publishers;
-    unsigned long long need = (unsigned long long)conns + FD_MARGIN;
-    if (limit != RLIM_INFINITY && need > limit) {
-        fprintf(stderr,
-                SYNC_LOAD_PROGRAM ": NOT ENOUGH FILE DESCRIPTORS: %ld subscribers + %ld publishers "
-                "need about %llu descriptors (%d spare), but this process may open at most %llu "
-                "(the RLIMIT_NOFILE hard limit; the soft limit was raised to it). Use at most %lld "
-                "connections in all, or raise the hard limit (ulimit -Hn, as root). The broker "
-                "has the same kind of limit on its side.\n",
-                cfg.subscribers, cfg.publishers, need, FD_MARGIN, limit, (long long)limit - FD_MARGIN);
-        exit(2);
-    }
-}
-
 static void conn_init(struct worker *w, struct fanout_conn *c, enum role role, long index)
 {
     c->w = w;
@@ -1577,7 +1557,9 @@ void sync_load_init(const struct sync_load_config *c)
      * instead of trimming it and faulting fresh pages back in. */
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    raise_nofile();
+    char what[96];
+    snprintf(what, sizeof what, "%ld subscribers + %ld publishers", cfg.subscribers, cfg.publishers);
+    bench_raise_nofile((unsigned long long)(cfg.subscribers + cfg.publishers), FD_MARGIN, what);
     bench_resolve(&cfg.ep, &dest);
     params = (struct fanout_params){
         .collection = cfg.streams[0].collection,

@@ -6,23 +6,15 @@
  * nebula-sync-bench's connect and idle scenarios run too; this file is the
  * tool's name, its --help and its exit rule.
  */
-#include <stdio.h>
-
 #include "handshake_load.h"
 
-static const struct handshake_tool ws_bench;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: nebula-ws-bench --url ws[s]://HOST:PORT/v1/sync [options]\n"
-        "\n"
+static const struct handshake_tool ws_bench = {
+    .program = "nebula-ws-bench",
+    .synopsis = "--url ws[s]://HOST:PORT/v1/sync [options]",
+    .about =
         "Quick transport load tool for nebula-syncd: WebSocket handshakes per second\n"
-        "(--mode connect) or broker memory per idle connection (--mode idle).\n"
-        "\n");
-    handshake_load_usage_options(&ws_bench, f);
-    fprintf(f,
-        "\n"
+        "(--mode connect) or broker memory per idle connection (--mode idle).\n",
+    .notes =
         "Each connection: TCP connect from 127.0.X.Y (loopback targets), TLS 1.2+ for\n"
         "wss:// (certificate not verified, SNI 'localhost' for IP literals), GET PATH\n"
         "with Sec-WebSocket-Protocol: nebula-sync.v1, the 101 and its accept key\n"
@@ -31,12 +23,7 @@ static void usage(FILE *f)
         "\n"
         "Progress goes to stderr once a second, the summary to stdout.\n"
         "Exit status: 0 done; 1 nothing succeeded (connect) or not every connection\n"
-        "opened (idle); 2 usage, resource-limit or setup error.\n");
-}
-
-static const struct handshake_tool ws_bench = {
-    .program = "nebula-ws-bench",
-    .usage = usage,
+        "opened (idle); 2 usage, resource-limit or setup error.\n",
 };
 
 int main(int argc, char **argv)

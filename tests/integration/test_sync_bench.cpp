@@ -120,18 +120,17 @@ class SyncBenchScenarios : public ::testing::Test, public DaemonHarness {
     StopDaemonAndExpectCleanExit();
     if (!tokens_.empty()) unlink(tokens_.c_str());
   }
-  std::vector<std::string> Target() {
-    return {"--url", "ws://127.0.0.1:" + std::to_string(daemon().listen_port()) + "/v1/sync",
-            "--broker-pid", std::to_string(daemon().pid())};
+  // Runs the tool against the test's daemon (--url, --broker-pid added).
+  BenchResult RunAgainstDaemon(std::vector<std::string> args) {
+    args.insert(args.end(), {"--url", "ws://127.0.0.1:" + std::to_string(daemon().listen_port()) + "/v1/sync",
+                             "--broker-pid", std::to_string(daemon().pid())});
+    return RunTool(args);
   }
   // A short tenants run: 3 tenants x 2 collections, 12 subscribers, 6 publishers.
   BenchResult RunTenants() {
-    std::vector<std::string> args = {"tenants", "--tenants", "3", "--collections", "2", "--tokens", tokens_,
-                                     "--subscribers", "12", "--publishers", "6", "--batch", "5",
-                                     "--duration", "1", "--warmup", "0.5"};
-    std::vector<std::string> target = Target();
-    args.insert(args.end(), target.begin(), target.end());
-    return RunTool(args);
+    return RunAgainstDaemon({"tenants", "--tenants", "3", "--collections", "2", "--tokens", tokens_,
+                             "--subscribers", "12", "--publishers", "6", "--batch", "5",
+                             "--duration", "1", "--warmup", "0.5"});
   }
   // The tool writes a token file for 3 tenants.
   void WriteTokens() {
@@ -166,10 +165,7 @@ TEST_F(SyncBenchScenarios, TenantsCountEventsOfAnotherTenant) {
 
 TEST_F(SyncBenchScenarios, IdleConnectionsHoldTheirSubscriptions) {
   ASSERT_TRUE(StartDaemon());
-  std::vector<std::string> args = {"idle", "--connections", "40", "--hold", "0.5", "--collection", "idle-test"};
-  std::vector<std::string> target = Target();
-  args.insert(args.end(), target.begin(), target.end());
-  BenchResult r = RunTool(args);
+  BenchResult r = RunAgainstDaemon({"idle", "--connections", "40", "--hold", "0.5", "--collection", "idle-test"});
   EXPECT_TRUE(r.status.clean()) << r.Describe();
   EXPECT_TRUE(r.Flag("pass")) << r.Describe();
   EXPECT_EQ(r.Number("open"), 40) << r.Describe();
@@ -181,10 +177,7 @@ TEST_F(SyncBenchScenarios, IdleConnectionsHoldTheirSubscriptions) {
 
 TEST_F(SyncBenchScenarios, ConnectCompletesHandshakes) {
   ASSERT_TRUE(StartDaemon());
-  std::vector<std::string> args = {"connect", "--connections", "4", "--duration", "1"};
-  std::vector<std::string> target = Target();
-  args.insert(args.end(), target.begin(), target.end());
-  BenchResult r = RunTool(args);
+  BenchResult r = RunAgainstDaemon({"connect", "--connections", "4", "--duration", "1"});
   EXPECT_TRUE(r.status.clean()) << r.Describe();
   EXPECT_TRUE(r.Flag("pass")) << r.Describe();
   EXPECT_GT(r.Number("handshakes"), 0) << r.Describe();
@@ -194,11 +187,8 @@ TEST_F(SyncBenchScenarios, ConnectCompletesHandshakes) {
 
 TEST_F(SyncBenchScenarios, CatchupReplaysEverySeqAndCountsTheSnapshot) {
   ASSERT_TRUE(StartDaemon());
-  std::vector<std::string> args = {"catchup", "--events", "3000", "--documents", "1000", "--subscribers", "2",
-                                   "--batch", "50", "--timeout", "30"};
-  std::vector<std::string> target = Target();
-  args.insert(args.end(), target.begin(), target.end());
-  BenchResult r = RunTool(args);
+  BenchResult r = RunAgainstDaemon({"catchup", "--events", "3000", "--documents", "1000", "--subscribers", "2",
+                                    "--batch", "50", "--timeout", "30"});
   EXPECT_TRUE(r.status.clean()) << r.Describe();
   EXPECT_TRUE(r.Flag("pass")) << r.Describe();
   EXPECT_EQ(r.Number("replay_cursor_seq"), 0) << r.Describe();
