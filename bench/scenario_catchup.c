@@ -417,7 +417,7 @@ static void step_times(struct measured_step *m, bool replay)
 {
     double sum = 0;
     for (long i = 1; i <= opt.subscribers; i++) {
-        struct catchup_sub *s = &subs[i];
+        const struct catchup_sub *s = &subs[i];
         uint64_t first = replay ? s->first_event_ns : s->first_page_ns;
         uint64_t last = replay ? s->caught_up_ns : s->last_page_ns;
         double f = (double)(first - s->subscribed_ns) / 1e6, l = (double)(last - s->subscribed_ns) / 1e6;
@@ -428,8 +428,6 @@ static void step_times(struct measured_step *m, bool replay)
         sum += l;
     }
     m->mean_last_ms = sum / (double)opt.subscribers;
-    for (long i = 1; i <= opt.subscribers; i++)
-        subs[i].first_event_ns = subs[i].first_page_ns = 0;   /* the next step times afresh */
 }
 
 static void run_replay(struct outcome *r)
