@@ -1279,9 +1279,10 @@ static void print_summary(const struct run *r, const struct result *x)
     print_cpu(x);
     if (x->host_ok)
         printf("  host CPU                %d cores, %.0f%% busy: broker %.2f, bench %.2f, softirq %.2f,"
-               " other processes %.2f cores%s\n", x->host.cpus, 100.0 * x->host.busy / x->host.cpus,
-               x->host_broker, x->host_self, x->host.softirq, x->host.other,
-               x->host.other > 0.2 ? " (others were busy: numbers are noisy)" : "");
+               " other processes %.2f cores; hypervisor steal %.2f cores%s\n", x->host.cpus,
+               100.0 * x->host.busy / x->host.cpus, x->host_broker, x->host_self, x->host.softirq,
+               x->host.other, x->host.steal, x->host.other > 0.2 || x->host.steal > 0.05
+                   ? " (others were busy: numbers are noisy)" : "");
     if (x->tot.close_timeouts || x->tot.aborted)
         printf("  closing                 %ld Close handshakes timed out after %d s, %ld "
                "in-flight connections cut at the end\n", x->tot.close_timeouts, CLOSE_WAIT_S,
@@ -1330,7 +1331,8 @@ static void write_json_body(FILE *j, const void *arg)
         fprintf(j, ",\n");
     }
     if (x->host_ok)
-        fprintf(j, "  \"other_processes_cpu_cores\": %.2f,\n", x->host.other);
+        fprintf(j, "  \"other_processes_cpu_cores\": %.2f,\n  \"steal_cores\": %.2f,\n", x->host.other,
+                x->host.steal);
     fprintf(j, "  \"bench_cpu_s\": %.3f,\n  \"pass\": %s\n}\n", x->self_cpu,
             x->pass ? "true" : "false");
 }
