@@ -6,6 +6,7 @@
 #include "bench_common.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -102,6 +103,36 @@ double bench_option_double(const char *option, const char *s, double min, double
     if (!bench_scan_double(s, min, max, &v))
         bench_die_usage("%s: '%s' is not a number in %g..%g", option, s, min, max);
     return v;
+}
+
+void bench_getopt(int argc, char **argv, const struct option *longopts,
+                  void (*handle)(int c, char **argv))
+{
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+        handle(c, argv);
+    if (optind < argc)
+        bench_die_usage("unexpected argument '%s'", argv[optind]);
+}
+
+const char *bench_option_collection(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        bench_die_usage("--collection: 1 to 128 bytes");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            bench_die_usage("--collection: no control characters");
+    return s;
+}
+
+const char *bench_option_token(const char *s)
+{
+    if (strlen(s) > 4000)
+        bench_die_usage("--token: longer than 4000 bytes");
+    return s;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -264,6 +295,44 @@ double bench_proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
 }
 
+double bench_proc_runtime_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    unsigned long long sum = 0;
+    bool any = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char file[384];
+        snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        unsigned long long ns;
+        if (!f)
+            continue;                 /* the thread has just exited */
+        if (fscanf(f, "%llu", &ns) == 1) {
+            sum += ns;
+            any = true;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return any ? (double)sum / 1e9 : -1;
+}
+
+long bench_broker_rss_before(pid_t pid)
+{
+    long rss = bench_proc_rss_kib(pid);
+    if (rss < 0 || bench_proc_cpu_s(pid) < 0)
+        bench_die(2, "--broker-pid %d: cannot read /proc/%d/status and /proc/%d/stat (no such "
+                  "process?)", (int)pid, (int)pid, (int)pid);
+    return rss;
+}
+
 double bench_self_cpu_s(void)
 {
     struct rusage ru;
@@ -300,10 +369,64 @@ struct bench_host_cpu bench_host_cpu_read(void)
     return h;
 }
 
+bool bench_host_share(const struct bench_host_cpu *before, const struct bench_host_cpu *after,
+                      double wall_s, double known_cpu_s, struct bench_host_share *out)
+{
+    if (!before->ok || !after->ok || after->cpus <= 0 || wall_s <= 0)
+        return false;
+    out->cpus = after->cpus;
+    out->busy = (after->busy - before->busy) / wall_s;
+    out->softirq = (after->softirq - before->softirq) / wall_s;
+    out->steal = (after->steal - before->steal) / wall_s;
+    double other = out->busy - out->softirq - known_cpu_s / wall_s;
+    out->other = other > 0 ? other : 0;
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* randomness, JSON                                                          */
+
+uint64_t bench_random_u64(void)
+{
+    uint64_t v = 0;
+    if (RAND_bytes((unsigned char *)&v, sizeof v) != 1)
+        bench_die(1, "RAND_bytes failed");
+    return v;
+}
+
+void bench_json_str(FILE *j, const char *s)
+{
+    fputc('"', j);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(j, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(j, "\\u%04x", ch);
+        else
+            fputc(ch, j);
+    }
+    fputc('"', j);
+}
+
+void bench_write_json(const char *path, void (*writer)(FILE *j, const void *arg), const void *arg)
+{
+    if (!path)
+        return;
+    FILE *j = fopen(path, "w");
+    if (!j) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", program_name, path, strerror(errno));
+        return;
+    }
+    writer(j, arg);
+    if (fclose(j) != 0)
+        fprintf(stderr, "%s: cannot write %s: %s\n", program_name, path, strerror(errno));
+}
+
 /* ------------------------------------------------------------------------ */
 /* process setup                                                            */
 
-unsigned long long bench_raise_nofile(void)
+void bench_raise_nofile(unsigned long long need, unsigned margin, const char *what)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -314,7 +437,14 @@ unsigned long long bench_raise_nofile(void)
             bench_die(2, "setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_max,
                       strerror(errno));
     }
-    return (unsigned long long)rl.rlim_cur;
+    unsigned long long limit = (unsigned long long)rl.rlim_cur, total = need + margin;
+    if (rl.rlim_cur == RLIM_INFINITY || total <= limit)
+        return;
+    bench_die(2, "NOT ENOUGH FILE DESCRIPTORS: %s need about %llu descriptors (%u spare), but this "
+              "process may open at most %llu (the RLIMIT_NOFILE hard limit; the soft limit was "
+              "raised to it). Use at most %lld connections, or raise the hard limit (ulimit -Hn, as "
+              "root). The broker has the same kind of limit on its side.", what, total, margin, limit,
+              (long long)limit - margin);
 }
 
 volatile sig_atomic_t bench_got_signal;
@@ -366,6 +496,15 @@ void bench_resolve(const struct bench_endpoint *ep, struct bench_dest *d)
     if (!d->spread_src)
         fprintf(stderr, "%s: note: %s is not an IPv4 loopback address; source addresses are not "
                         "spread over 127.0.X.Y\n", program_name, ep->host);
+}
+
+int bench_connect_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    return err;
 }
 
 int bench_connect_start(struct bench_dest *d, const char **what)

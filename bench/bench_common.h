@@ -3,8 +3,9 @@
  *
  * What is here is what both tools need and do the same way: error exits with
  * the tool's name, option-value parsing, ws[s]:// URL parsing, clocks,
- * reading a broker's CPU time and RSS from /proc, machine-wide CPU time,
- * raising RLIMIT_NOFILE, resolving the target and opening client sockets
+ * reading a broker's CPU time and RSS from /proc, machine-wide CPU time and
+ * the share of it nobody measured, random numbers, JSON strings, raising
+ * RLIMIT_NOFILE, resolving the target and opening client sockets
  * bound to rotating 127.0.X.Y sources, the TLS client context and socket
  * bufferevents, the WebSocket upgrade request and the check of its 101, and
  * writing masked client frames. What a tool measures, its options, its
@@ -24,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -62,6 +64,17 @@ bool bench_scan_double(const char *s, double min, double max, double *out);
 long bench_option_long(const char *option, const char *s, long min, long max);
 double bench_option_double(const char *option, const char *s, double min, double max);
 
+/* getopt_long over argv[1..] (argv[0] is the program or scenario), every
+ * option handed to handle(c, argv) with optarg set; errors are left to
+ * handle ('?', optopt); an argument that is no option is a usage error. */
+void bench_getopt(int argc, char **argv, const struct option *longopts,
+                  void (*handle)(int c, char **argv));
+
+/* --collection (1 to 128 bytes, no control characters, as the broker
+ * wants) and --token (at most 4000 bytes): s, or a usage error. */
+const char *bench_option_collection(const char *s);
+const char *bench_option_token(const char *s);
+
 /* ------------------------------------------------------------------------ */
 /* target URL                                                               */
 
@@ -97,6 +110,16 @@ long bench_proc_rss_kib(pid_t pid);     /* VmRSS from /proc/PID/status, or -1 */
 double bench_proc_cpu_s(pid_t pid);     /* utime+stime (all threads) from /proc/PID/stat, or -1 */
 double bench_self_cpu_s(void);          /* this process's user+system time */
 
+/* --broker-pid: the broker's VmRSS in KiB before the run; exits with
+ * status 2 when /proc/PID/status or /proc/PID/stat cannot be read. */
+long bench_broker_rss_before(pid_t pid);
+
+/* The on-CPU time of pid's threads now alive, summed from
+ * /proc/PID/task/TID/schedstat (nanoseconds, where utime+stime counts clock
+ * ticks of 10 ms): for steps too short for bench_proc_cpu_s(). -1 if the
+ * kernel does not keep schedstat. */
+double bench_proc_runtime_s(pid_t pid);
+
 /* Machine-wide CPU time from /proc/stat, in seconds: busy (everything but
  * idle and iowait), the softirq part of it (the loopback network stack,
  * which no process is charged for), steal (the hypervisor ran something
@@ -110,12 +133,40 @@ struct bench_host_cpu {
 
 struct bench_host_cpu bench_host_cpu_read(void);
 
+/* The machine's CPU over a run, in cores (CPU-seconds per second of wall
+ * time), from two readings wall_s apart: busy, the softirq and steal in it,
+ * and `other`: busy less softirq less the CPU the caller measured itself
+ * (known_cpu_s over the run: the broker's and the tool's), never below 0. */
+struct bench_host_share {
+    double busy, softirq, steal, other;
+    int cpus;
+};
+
+/* false when a reading failed or wall_s is not positive (out untouched). */
+bool bench_host_share(const struct bench_host_cpu *before, const struct bench_host_cpu *after,
+                      double wall_s, double known_cpu_s, struct bench_host_share *out);
+
+/* ------------------------------------------------------------------------ */
+/* randomness, JSON                                                          */
+
+/* 64 random bits from RAND_bytes; exits with status 1 if that fails. */
+uint64_t bench_random_u64(void);
+
+/* s as a JSON string, quotes included: " and \ escaped, control
+ * characters as \u00XX. */
+void bench_json_str(FILE *j, const char *s);
+
+/* Writes --json FILE with writer(j, arg); a file that cannot be written is
+ * said on stderr (the run's result stands). Nothing when path is NULL. */
+void bench_write_json(const char *path, void (*writer)(FILE *j, const void *arg), const void *arg);
+
 /* ------------------------------------------------------------------------ */
 /* process setup                                                            */
 
-/* Raises the RLIMIT_NOFILE soft limit to the hard limit and returns it
- * (RLIM_INFINITY possible); exits with status 2 if either call fails. */
-unsigned long long bench_raise_nofile(void);
+/* Raises the RLIMIT_NOFILE soft limit to the hard limit; exits with status
+ * 2 if that fails, or if `need` descriptors do not fit with `margin` to
+ * spare, saying so ("WHAT need about ..."). */
+void bench_raise_nofile(unsigned long long need, unsigned margin, const char *what);
 
 /* Set by the SIGINT/SIGTERM handler bench_catch_signals() installs (which
  * also ignores SIGPIPE). */
@@ -142,6 +193,10 @@ struct bench_dest {
 /* Resolves ep's host and port into d; exits with status 2 if that fails.
  * Prints a note on stderr when sources cannot be spread. */
 void bench_resolve(const struct bench_endpoint *ep, struct bench_dest *d);
+
+/* The outcome of a non-blocking connect() once its socket is writable: 0,
+ * or the errno it failed with. */
+int bench_connect_error(int fd);
 
 /* A non-blocking TCP_NODELAY socket with connect() started (thread-safe).
  * Returns the fd, or -1 with errno set and *what naming the step that

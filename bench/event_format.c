@@ -1,6 +1,8 @@
 /* event_format: see event_format.h. */
 #include "event_format.h"
 
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 static const char hex_digits[] = "0123456789abcdef";
@@ -62,6 +64,48 @@ enum event_id_kind event_id_parse(const char *s, size_t len, uint64_t run_id, ui
     *pub = (uint32_t)(p_lo | (p_hi & 0x3fff) << 12);
     *counter = c;
     return EVENT_ID_THIS_RUN;
+}
+
+#define DOC_ID_PREFIX "bench-p"
+
+void event_doc_id_write(char out[EVENT_DOC_ID_MAX], long pub, uint64_t n)
+{
+    snprintf(out, EVENT_DOC_ID_MAX, DOC_ID_PREFIX "%ld-d%" PRIu64, pub, n);
+}
+
+/* Decimal digits from *s up to end, at least one, no leading zero but "0";
+ * *s moves past them. false if there are none or the value overflows. */
+static bool get_decimal(const char **s, const char *end, uint64_t *v)
+{
+    const char *p = *s;
+    uint64_t x = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        unsigned d = (unsigned)(*p - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return false;
+        x = x * 10 + d;
+        p++;
+    }
+    if (p == *s || (p - *s > 1 && **s == '0'))
+        return false;
+    *s = p;
+    *v = x;
+    return true;
+}
+
+bool event_doc_id_parse(const char *s, size_t len, long *pub, uint64_t *n)
+{
+    const char *end = s + len, *p = s + strlen(DOC_ID_PREFIX);
+    uint64_t pv, nv;
+    if (len <= strlen(DOC_ID_PREFIX) || memcmp(s, DOC_ID_PREFIX, strlen(DOC_ID_PREFIX)) != 0 ||
+        !get_decimal(&p, end, &pv) || pv > LONG_MAX || end - p < 2 || p[0] != '-' || p[1] != 'd')
+        return false;
+    p += 2;
+    if (!get_decimal(&p, end, &nv) || p != end)
+        return false;
+    *pub = (long)pv;
+    *n = nv;
+    return true;
 }
 
 void event_doc_fill(uint8_t *doc, size_t size, long pub)

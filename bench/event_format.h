@@ -11,6 +11,10 @@
  *   p: the publisher index, 12 bits after the 4 and 14 bits after the 8;
  *   c: the publisher's event counter (48 bits), from 0.
  *
+ * Document id: "bench-p<publisher>-d<n>", n the document's number for that
+ * publisher (fanout cycles through EVENT_DOCS_PER_PUBLISHER of them; a
+ * snapshot's documents each have their own).
+ *
  * Document (the event's data): exactly `size` bytes of JSON,
  *     {"ts":"<19 digits>","pub":N,"pad":"xxx...x"}
  *   ts: CLOCK_MONOTONIC nanoseconds when the batch was written, zero-padded
@@ -47,6 +51,14 @@ enum event_id_kind {
 
 enum event_id_kind event_id_parse(const char *s, size_t len, uint64_t run_id, uint32_t *pub,
                                   uint64_t *counter);
+
+#define EVENT_DOC_ID_MAX 64                  /* bytes of a document id, NUL included */
+
+void event_doc_id_write(char out[EVENT_DOC_ID_MAX], long pub, uint64_t n);
+
+/* Reads back what event_doc_id_write() wrote (all of s[0..len)); false for
+ * anything else. */
+bool event_doc_id_parse(const char *s, size_t len, long *pub, uint64_t *n);
 
 /* Writes the document for publisher pub, ts all zeros, into doc[0..size);
  * size >= EVENT_DOC_MIN_SIZE. */

@@ -20,7 +20,7 @@ import sys
 # hypervisor steal).
 NOISY_OTHER_CORES = 0.2
 NOISY_STEAL_CORES = 0.05
-KNOWN_SCENARIOS = ("micro", "connect", "idle", "fanout")
+KNOWN_SCENARIOS = ("micro", "connect", "idle", "fanout", "tenants", "catchup")
 PLOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots.gp")
 
 
@@ -126,7 +126,8 @@ def md_header(meta, notes):
     dirty = " (working tree with uncommitted changes)" if meta.get("dirty") == "true" else ""
     lines = [
         f"# Nebula Sync benchmark suite: {meta['started_utc']} UTC ({meta['mode']} run)", "",
-        f"- Commit {meta['commit']}{dirty}; nebula-syncd Release build, memory storage, no auth.",
+        f"- Commit {meta['commit']}{dirty}; nebula-syncd Release build, memory storage, no auth "
+        "(but for tenants: the token file the tool wrote).",
         f"- Machine: {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['mem_gib']} GiB, "
         f"Linux {meta['kernel']}, {meta['compiler']}.",
         f"- Broker on CPUs {meta['broker_cpus']} (`--workers {meta['broker_workers']}`), load "
@@ -173,9 +174,10 @@ def md_transport(runs, meta):
     by = {(r["scenario"], r["label"]): r["result"] for r in runs if r["result"]}
     if not any(s in ("connect", "idle") for s, _ in by):
         return []
+    labels = ["plain", "tls"] + (["subscribed"] if ("idle", "subscribed") in by else [])
 
     def cell(scenario, fn):
-        return [fn(by.get((scenario, label)) or {}) for label in ("plain", "tls")]
+        return [fn(by.get((scenario, label)) or {}) for label in labels]
 
     def lat(r):
         h = r.get("latency_us") or {}
@@ -195,14 +197,17 @@ def md_transport(runs, meta):
         ["broker KiB per idle connection"] + cell("idle", lambda r: num(r.get("kib_per_connection"), 2)),
         ["other processes' CPU during connect / idle (cores)"] +
         [f"{noise(by.get(('connect', lb)) or {}, 'other_processes_cpu_cores')} / "
-         f"{noise(by.get(('idle', lb)) or {}, 'other_processes_cpu_cores')}" for lb in ("plain", "tls")],
+         f"{noise(by.get(('idle', lb)) or {}, 'other_processes_cpu_cores')}" for lb in labels],
     ]
     tls = (by.get(("connect", "tls")) or by.get(("idle", "tls")) or {}).get("tls_info")
-    return ["## Transport (nebula-ws-bench)", "",
+    header = ["measurement", "plain ws://", "TLS wss://"]
+    if "subscribed" in labels:
+        header.append("plain, subscribed (nebula-sync-bench idle)")
+    return ["## Transport (nebula-ws-bench, nebula-sync-bench idle)", "",
             "Connect: full handshakes (TCP, TLS, upgrade, Hello/Welcome, Close) as fast as they "
-            "complete. Idle: connections opened, then held; memory is the broker's VmRSS.", ""] + \
-        table(["measurement", "plain ws://", "TLS wss://"], rows) + \
-        ([f"TLS: {tls}.", ""] if tls else [])
+            "complete. Idle: connections opened, then held; memory is the broker's VmRSS. "
+            "Subscribed: each idle connection also subscribed to one collection (its snapshot "
+            "received).", ""] + table(header, rows) + ([f"TLS: {tls}.", ""] if tls else [])
 
 
 def per_broker_cpu_s(res):
@@ -301,6 +306,72 @@ def md_compare(runs):
             "measured through the node process's CPU time.", ""] + table(header, body)
 
 
+def tenants_row(run):
+    res = run["result"]
+    lat = res.get("latency_us")
+    return [f"{num(res.get('tenants'))} x {num(res.get('collections'))}", num(res.get("subscribers")),
+            num(res.get("publishers")), num(res.get("events_accepted_per_s")),
+            num(res.get("deliveries_per_s")), num(res.get("broker_cpu_us_per_delivery"), 3),
+            f"{ms(lat, 'p50')} / {ms(lat, 'p99')}",
+            f"{num(res.get('lost'))} / {num(res.get('duplicated'))}",
+            f"{num(res.get('isolation_violations'))} / {num(res.get('cross_collection'))}",
+            noise(res, "other_processes_cores"), verdict(run)]
+
+
+def md_tenants(runs, meta):
+    found = select(runs, "tenants")
+    if not found:
+        return []
+    return ["## Tenants (nebula-sync-bench tenants)", "",
+            "Fan-out over tenants x collections (the same collection names under every tenant's "
+            "token), 10 subscribers and 1 publisher per stream, as fast as acknowledged; "
+            f"{meta['fanout_warmup_s']} s warm-up, {meta['fanout_s']} s window. Isolation: events of "
+            "another tenant / of another collection of the same tenant that a subscriber received "
+            "(must be 0 / 0).", ""] + \
+        table(["tenants x collections", "subscribers", "publishers", "events/s", "deliveries/s",
+               "broker µs per delivery", "latency p50 / p99 (ms)", "lost / dup", "isolation / cross",
+               "other / steal (cores)", "result"], [tenants_row(r) for r in found])
+
+
+def catchup_rows(run):
+    res = run["result"]
+    subs = res.get("subscribers")
+    replay = [num(subs), num(res.get("replay_last_seq")), f"{num(res.get('replay_first_ms'), 1)}",
+              f"{num(res.get('replay_last_ms'), 1)}", num(res.get("replay_events_per_s")),
+              num(res.get("replay_events_per_s_all")),
+              num(res.get("replay_broker_cpu_us_per_item"), 3),
+              f"{num(res.get('replay_lost'))} / {num(res.get('replay_duplicated'))}"]
+    snapshot = [num(subs), num(res.get("snapshot_documents")), num(res.get("snapshot_pages")),
+                f"{num(res.get('snapshot_first_ms'), 1)}", f"{num(res.get('snapshot_last_ms'), 1)}",
+                num(res.get("snapshot_documents_per_s")),
+                num(res.get("snapshot_broker_cpu_us_per_item"), 3),
+                f"{num(res.get('snapshot_documents_seen'))} / {num(res.get('snapshot_repeated'))}"]
+    tail = [noise(res, "other_processes_cores"), verdict(run)]
+    return replay + tail, snapshot + tail
+
+
+def md_catchup(runs, meta):
+    found = sorted(select(runs, "catchup"), key=lambda r: r["result"].get("subscribers", 0))
+    if not found:
+        return []
+    rows = [catchup_rows(r) for r in found]
+    return ["## Catch-up (nebula-sync-bench catchup)", "",
+            f"Replay: {num(int(meta['catchup_events']))} events pushed into a fresh collection, "
+            "then the subscribers subscribe from the cursor it had before (seq 0) and replay them "
+            "from storage. Times are from each one's Subscribe, the slowest subscriber's; "
+            "events/s per subscriber is its events over its time, in all the events of all of "
+            "them over the slowest time; broker µs per replayed event over the step.", ""] + \
+        table(["subscribers", "events each", "first event (ms)", "caught up (ms)",
+               "events/s per subscriber", "events/s in all", "broker µs per event", "lost / dup",
+               "other / steal (cores)", "result"], [r[0] for r in rows]) + \
+        [f"Snapshot: {num(int(meta['catchup_documents']))} distinct documents pushed into another "
+         "fresh collection, then the subscribers subscribe with no cursor; the check is every "
+         "document exactly once in each snapshot.", ""] + \
+        table(["subscribers", "documents", "pages", "first page (ms)", "last page (ms)",
+               "documents/s per subscriber", "broker µs per document", "seen / repeated",
+               "other / steal (cores)", "result"], [r[1] for r in rows])
+
+
 def md_other(runs):
     found = [r for r in runs if r["scenario"] not in KNOWN_SCENARIOS and r["result"]]
     if not found:
@@ -395,7 +466,8 @@ def main():
     runs, notes = read_runs(raw), read_notes(raw)
     plots = make_plots(runs, raw, out_prefix, meta)
     md = (md_header(meta, notes) + md_micro(runs, meta) + md_transport(runs, meta) +
-          md_fanout_max(runs, meta) + md_latency(runs, meta) + md_compare(runs) + md_other(runs) +
+          md_fanout_max(runs, meta) + md_latency(runs, meta) + md_compare(runs) +
+          md_tenants(runs, meta) + md_catchup(runs, meta) + md_other(runs) +
           md_plots(plots) + md_failures(runs))
     with open(out_prefix + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(md))

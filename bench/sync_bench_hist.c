@@ -1,6 +1,7 @@
 /* sync_bench_hist: see sync_bench_hist.h. */
 #include "sync_bench_hist.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #define HIST_EXACT (1u << HIST_SUB_BITS)
@@ -94,4 +95,27 @@ uint64_t hist_quantile(const hist *h, double q)
         }
     }
     return h->max;
+}
+
+void hist_print(const char *name, const hist *h)
+{
+    if (!h->count) {
+        printf("  %-30s no samples\n", name);
+        return;
+    }
+    printf("  %-30s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f us  (mean %.1f us, %" PRIu64
+           " samples)\n", name, hist_quantile(h, 0.50) / 1e3, hist_quantile(h, 0.90) / 1e3,
+           hist_quantile(h, 0.99) / 1e3, hist_quantile(h, 0.999) / 1e3, h->max / 1e3,
+           (double)h->sum / (double)h->count / 1e3, h->count);
+}
+
+void hist_json(FILE *j, const char *name, const hist *h, bool last)
+{
+    fprintf(j, "  \"%s\": {\"samples\": %" PRIu64, name, h->count);
+    if (h->count)
+        fprintf(j, ", \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p999\": %.1f, \"max\": %.1f, "
+                   "\"mean\": %.1f", hist_quantile(h, 0.50) / 1e3, hist_quantile(h, 0.90) / 1e3,
+                hist_quantile(h, 0.99) / 1e3, hist_quantile(h, 0.999) / 1e3, h->max / 1e3,
+                (double)h->sum / (double)h->count / 1e3);
+    fprintf(j, "}%s\n", last ? "" : ",");
 }

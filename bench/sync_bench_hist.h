@@ -10,12 +10,15 @@
  * and no allocation, and histograms of several threads add up exactly.
  *
  * One writer per histogram (no locks, no atomics): each client thread keeps
- * its own and the main thread merges them after joining the threads.
+ * its own and the main thread merges them after joining the threads, then
+ * prints the quantiles (hist_print, hist_json).
  */
 #ifndef NEBULA_SYNC_BENCH_HIST_H
 #define NEBULA_SYNC_BENCH_HIST_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define HIST_SUB_BITS 8                               /* 256 exact values, then 128 per octave */
 #define HIST_HALF (1u << (HIST_SUB_BITS - 1))
@@ -37,5 +40,14 @@ void hist_merge(hist *into, const hist *from);
 /* The value at quantile q (0 < q <= 1): the middle of the bucket holding the
  * ceil(q * count)-th smallest value, capped by the exact maximum. 0 if empty. */
 uint64_t hist_quantile(const hist *h, double q);
+
+/* The summary line of h in microseconds, "  NAME  p50 .. p90 .. p99 ..
+ * p99.9 .. max .. us  (mean .. us, N samples)" (or "no samples") on stdout,
+ * NAME padded to 30 columns. */
+void hist_print(const char *name, const hist *h);
+
+/* The same as one JSON member, "  \"NAME\": {\"samples\": N, \"p50\": ..}",
+ * followed by ",\n" unless last. */
+void hist_json(FILE *j, const char *name, const hist *h, bool last);
 
 #endif

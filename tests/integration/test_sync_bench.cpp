@@ -1,7 +1,15 @@
-// test_sync_bench: nebula-sync-bench fanout's own correctness, end to end
-// (the numbers it prints are never asserted, only what it checks):
-//   - against the real nebula-syncd, a short run reports no lost and no
-//     duplicated event;
+// test_sync_bench: nebula-sync-bench's own correctness, end to end (the
+// numbers it prints are never asserted, only what it checks):
+//   - fanout against the real nebula-syncd: a short run reports no lost and
+//     no duplicated event;
+//   - tenants, against a broker run with the token file the tool wrote: no
+//     lost or duplicated event and no delivery across tenants; against a
+//     broker without tokens (every client one tenant) it counts events of
+//     other tenants and fails;
+//   - idle: every connection subscribed and still open at the end;
+//     connect: handshakes and no failure;
+//   - catchup: every replayed seq once and in order, every snapshot
+//     document exactly once;
 //   - against a relay that drops or doubles one event (lossy_relay.py,
 //     python3-websockets), the run fails and counts exactly that;
 //   - against the peer servers of bench/peers (Node), started by
@@ -52,13 +60,10 @@ std::string TempJsonPath() {
   return path;
 }
 
-// Runs nebula-sync-bench fanout with a short scenario plus extra arguments.
-BenchResult RunBench(const std::vector<std::string> &extra) {
+// Runs nebula-sync-bench with args plus --json to a temporary file.
+BenchResult RunTool(std::vector<std::string> args) {
   std::string json_path = TempJsonPath();
-  std::vector<std::string> args = {"fanout", "--subscribers", "5", "--publishers", "2",
-                                   "--batch", "5", "--duration", "1", "--warmup", "0.5",
-                                   "--json", json_path};
-  args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.end(), {"--json", json_path});
   DaemonProcess bench(NEBULA_SYNC_BENCH_PATH);
   BenchResult r;
   if (!bench.Start(args)) {
@@ -74,6 +79,14 @@ BenchResult RunBench(const std::vector<std::string> &extra) {
   r.json = text.str();
   unlink(json_path.c_str());
   return r;
+}
+
+// Runs nebula-sync-bench fanout with a short scenario plus extra arguments.
+BenchResult RunBench(const std::vector<std::string> &extra) {
+  std::vector<std::string> args = {"fanout", "--subscribers", "5", "--publishers", "2",
+                                   "--batch", "5", "--duration", "1", "--warmup", "0.5"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return RunTool(args);
 }
 
 void ExpectCleanRun(const BenchResult &r, const std::string &target) {
@@ -98,6 +111,105 @@ TEST_F(SyncBenchNebula, AShortRunLosesAndDoublesNothing) {
   ExpectCleanRun(r, "nebula");
   EXPECT_GT(r.Number("broker_cpu_s"), 0) << r.Describe();
   EXPECT_TRUE(r.Flag("acked")) << r.Describe();
+}
+
+// The other scenarios, each against a broker of its own.
+class SyncBenchScenarios : public ::testing::Test, public DaemonHarness {
+ protected:
+  void TearDown() override {
+    StopDaemonAndExpectCleanExit();
+    if (!tokens_.empty()) unlink(tokens_.c_str());
+  }
+  // Runs the tool against the test's daemon (--url, --broker-pid added).
+  BenchResult RunAgainstDaemon(std::vector<std::string> args) {
+    args.insert(args.end(), {"--url", "ws://127.0.0.1:" + std::to_string(daemon().listen_port()) + "/v1/sync",
+                             "--broker-pid", std::to_string(daemon().pid())});
+    return RunTool(args);
+  }
+  // A short tenants run: 3 tenants x 2 collections, 12 subscribers, 6 publishers.
+  BenchResult RunTenants() {
+    return RunAgainstDaemon({"tenants", "--tenants", "3", "--collections", "2", "--tokens", tokens_,
+                             "--subscribers", "12", "--publishers", "6", "--batch", "5",
+                             "--duration", "1", "--warmup", "0.5"});
+  }
+  // The tool writes a token file for 3 tenants.
+  void WriteTokens() {
+    tokens_ = TempJsonPath();
+    BenchResult w = RunTool({"tenants", "--tenants", "3", "--write-tokens", tokens_});
+    ASSERT_TRUE(w.status.clean()) << w.Describe();
+  }
+  std::string tokens_;
+};
+
+TEST_F(SyncBenchScenarios, TenantsDeliverNothingAcrossTenants) {
+  WriteTokens();
+  ASSERT_TRUE(StartDaemon({{"tokens", tokens_}}));
+  BenchResult r = RunTenants();
+  ExpectCleanRun(r, "nebula");
+  EXPECT_NE(r.json.find("\"scenario\": \"tenants\""), std::string::npos) << r.Describe();
+  EXPECT_EQ(r.Number("isolation_violations"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("cross_collection"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("tenants"), 3) << r.Describe();
+}
+
+TEST_F(SyncBenchScenarios, TenantsCountEventsOfAnotherTenant) {
+  WriteTokens();
+  ASSERT_TRUE(StartDaemon());   // no --tokens: every client is the tenant "default"
+  BenchResult r = RunTenants();
+  EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.Describe();
+  EXPECT_FALSE(r.Flag("pass")) << r.Describe();
+  EXPECT_GT(r.Number("isolation_violations"), 0) << r.Describe();
+  EXPECT_NE(r.out.find("isolation violation(s)"), std::string::npos) << r.Describe();
+  EXPECT_FALSE(HasSanitizerReport(r.err)) << r.Describe();
+}
+
+TEST_F(SyncBenchScenarios, IdleConnectionsHoldTheirSubscriptions) {
+  ASSERT_TRUE(StartDaemon());
+  BenchResult r = RunAgainstDaemon({"idle", "--connections", "40", "--hold", "0.5", "--collection", "idle-test"});
+  EXPECT_TRUE(r.status.clean()) << r.Describe();
+  EXPECT_TRUE(r.Flag("pass")) << r.Describe();
+  EXPECT_EQ(r.Number("open"), 40) << r.Describe();
+  EXPECT_EQ(r.Number("failures"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("dropped"), 0) << r.Describe();
+  EXPECT_NE(r.json.find("\"subscribed_collection\": \"idle-test\""), std::string::npos) << r.Describe();
+  EXPECT_FALSE(HasSanitizerReport(r.err)) << r.Describe();
+}
+
+TEST_F(SyncBenchScenarios, ConnectCompletesHandshakes) {
+  ASSERT_TRUE(StartDaemon());
+  BenchResult r = RunAgainstDaemon({"connect", "--connections", "4", "--duration", "1"});
+  EXPECT_TRUE(r.status.clean()) << r.Describe();
+  EXPECT_TRUE(r.Flag("pass")) << r.Describe();
+  EXPECT_GT(r.Number("handshakes"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("failures"), 0) << r.Describe();
+  EXPECT_FALSE(HasSanitizerReport(r.err)) << r.Describe();
+}
+
+TEST_F(SyncBenchScenarios, CatchupReplaysEverySeqAndCountsTheSnapshot) {
+  ASSERT_TRUE(StartDaemon());
+  BenchResult r = RunAgainstDaemon({"catchup", "--events", "3000", "--documents", "1000", "--subscribers", "2",
+                                    "--batch", "50", "--timeout", "30"});
+  EXPECT_TRUE(r.status.clean()) << r.Describe();
+  EXPECT_TRUE(r.Flag("pass")) << r.Describe();
+  EXPECT_EQ(r.Number("replay_cursor_seq"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("replay_last_seq"), 3000) << r.Describe();
+  EXPECT_EQ(r.Number("replayed"), 6000) << r.Describe();
+  EXPECT_EQ(r.Number("replay_lost"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("replay_duplicated"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("snapshot_documents_seen"), 1000) << r.Describe();
+  EXPECT_EQ(r.Number("snapshot_repeated"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("snapshot_unexpected"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("snapshot_seq"), 1000) << r.Describe();
+  EXPECT_EQ(r.Number("lost"), 0) << r.Describe();
+  EXPECT_EQ(r.Number("duplicated"), 0) << r.Describe();
+  EXPECT_FALSE(HasSanitizerReport(r.err)) << r.Describe();
+}
+
+TEST(SyncBenchUsage, UnknownScenarioIsAUsageError) {
+  BenchResult r = RunTool({"nosuch"});
+  EXPECT_TRUE(r.status.exited && r.status.code == 2) << r.Describe();
+  EXPECT_NE(r.err.find("unknown scenario 'nosuch' (known: fanout, tenants, idle, connect, catchup)"),
+            std::string::npos) << r.Describe();
 }
 
 TEST(SyncBenchUsage, UnknownTargetIsAUsageError) {

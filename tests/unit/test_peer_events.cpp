@@ -1,6 +1,7 @@
 // Unit tests of how nebula-sync-bench writes its events and finds them again
 // (bench/event_format.h, bench/peer_events.h): ids carry run, publisher and
-// counter; documents are exactly --size bytes and carry the publish time; a
+// counter; document ids carry publisher and number; documents are exactly
+// --size bytes and carry the publish time; a
 // JSON batch scans back to the same events, also after a server re-encodes
 // it; other runs' and other writers' events are counted, not taken; and a
 // dropped or doubled event in what a server relays shows in the seq check.
@@ -70,6 +71,31 @@ TEST(EventDoc, IsExactlySizeBytesAndCarriesItsTime) {
   uint64_t ts;
   const char other[] = "{\"name\":\"alice\",\"ts\":\"0000000000000000001\"}";
   EXPECT_FALSE(event_doc_ts(reinterpret_cast<const uint8_t *>(other), sizeof other - 1, &ts));
+}
+
+TEST(EventDocId, RoundTrips) {
+  for (long pub : {0L, 7L, 123456L}) {
+    for (uint64_t n : {uint64_t{0}, uint64_t{63}, UINT64_MAX}) {
+      char id[EVENT_DOC_ID_MAX];
+      event_doc_id_write(id, pub, n);
+      long p = -1;
+      uint64_t d = 99;
+      ASSERT_TRUE(event_doc_id_parse(id, strlen(id), &p, &d)) << id;
+      EXPECT_EQ(p, pub);
+      EXPECT_EQ(d, n);
+    }
+  }
+  char id[EVENT_DOC_ID_MAX];
+  event_doc_id_write(id, 3, 42);
+  EXPECT_STREQ(id, "bench-p3-d42");
+}
+
+TEST(EventDocId, RefusesOtherIds) {
+  long p;
+  uint64_t d;
+  for (const char *other : {"", "bench-p", "bench-p1", "bench-p1-d", "bench-p1-d2x", "bench-p01-d2",
+                            "bench-p1-d02", "bench-p-1-d2", "todo-1", "bench-p1-d99999999999999999999"})
+    EXPECT_FALSE(event_doc_id_parse(other, strlen(other), &p, &d)) << other;
 }
 
 TEST(PeerJson, EscapesStrings) {
