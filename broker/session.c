@@ -130,9 +130,6 @@ static void send_frame_owned(session *s, uint8_t opcode, uint8_t *payload, size_
     count_output(s, header_len + len, 1);
 }
 
-/* One binary message carrying every given event the session did not push
- * itself: header and prefix are written here, each event's pre-encoded
- * bytes are referenced, never copied (sync_wire.h). */
 /* One Events message as the pieces that go on the wire. */
 typedef struct message_pieces {
     struct iovec iov[2 + SESSION_MAX_EVENTS_PER_MESSAGE];
@@ -254,6 +251,29 @@ void session_send_message(session *s, const Nebula__Sync__V1__ServerMessage *mes
     }
     nebula__sync__v1__server_message__pack(message, packed);
     send_frame_owned(s, WS_OP_BINARY, packed, len);
+}
+
+bool session_frame_message(struct evbuffer *out, const Nebula__Sync__V1__ServerMessage *message)
+{
+    size_t len = nebula__sync__v1__server_message__get_packed_size(message);
+    uint8_t header[WS_MAX_HEADER_LEN];
+    size_t header_len = ws_frame_header_write(header, WS_OP_BINARY, true, len, NULL);
+    struct evbuffer_iovec space;
+    if (evbuffer_add(out, header, header_len) != 0 ||
+        evbuffer_reserve_space(out, (ev_ssize_t)len, &space, 1) != 1)
+        return false;
+    nebula__sync__v1__server_message__pack(message, space.iov_base);
+    space.iov_len = len;
+    return evbuffer_commit_space(out, &space, 1) == 0;
+}
+
+void session_send_framed(session *s, struct evbuffer *from, size_t len, uint64_t frames)
+{
+    if (s->state != SESSION_OPEN)
+        return;
+    int moved = evbuffer_remove_buffer(from, session_output(s), len);
+    if (moved > 0)
+        count_output(s, (size_t)moved, frames);
 }
 
 void session_send_error(session *s, int code, const char *text)

@@ -19,6 +19,8 @@
 #include "nebula_sync.pb-c.h"
 #include "shared_event.h"
 
+struct evbuffer;
+
 struct sync_worker;
 
 struct event_base;
@@ -61,6 +63,15 @@ session *session_next(const session *s);
 void session_send_message(session *s, const Nebula__Sync__V1__ServerMessage *message);
 void session_send_error(session *s, int code, const char *text);
 void session_send_welcome(session *s, const char *tenant);
+
+/* Frames a ServerMessage into out, not into a session's output: for output
+ * a caller hands over at its own pace (snapshot pages). False when out of
+ * memory. */
+bool session_frame_message(struct evbuffer *out, const Nebula__Sync__V1__ServerMessage *message);
+
+/* Moves len bytes of whole frames (frames of them) from `from` to the
+ * session's output. Nothing happens unless the session is open. */
+void session_send_framed(session *s, struct evbuffer *from, size_t len, uint64_t frames);
 
 /* Most events one Events message may carry (callers send larger runs as
  * several messages). */

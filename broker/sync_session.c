@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <uthash.h>
@@ -41,6 +42,15 @@ typedef enum sub_mode {
 
 typedef struct local_channel local_channel;
 
+/* A snapshot's pages, framed, handed to the session only while its output
+ * is under the cap: a large collection must not look like a peer that does
+ * not read (session.c drops those), nor take more memory than it needs. */
+typedef struct snapshot_pages {
+    struct evbuffer *frames;
+    size_t *sizes;               /* bytes of each page's frame */
+    size_t count, next;
+} snapshot_pages;
+
 typedef struct subscription {
     local_channel *lc;
     sync_session *owner;
@@ -49,6 +59,7 @@ typedef struct subscription {
     sub_mode mode;
     bool fetching;               /* a storage read is in flight */
     bool paused;                 /* output over the cap: resume when drained */
+    snapshot_pages *snapshot;    /* framed pages not yet handed to the session */
     bool removed;                /* left while a read was in flight: freed by it */
     struct subscription *prev_in_channel, *next_in_channel;
     struct subscription *next_in_session;
@@ -277,6 +288,14 @@ static void subscription_unlink(subscription *sub)
     local_channel_release_if_unused(lc);
 }
 
+static void snapshot_pages_free(snapshot_pages *p);
+
+static void subscription_free(subscription *sub)
+{
+    snapshot_pages_free(sub->snapshot);
+    free(sub);
+}
+
 /* Leaves the channel now; the memory goes once no storage read uses it. */
 static void subscription_remove(subscription *sub)
 {
@@ -284,7 +303,7 @@ static void subscription_remove(subscription *sub)
     if (sub->fetching)
         sub->removed = true;
     else
-        free(sub);
+        subscription_free(sub);
 }
 
 void sync_session_detach(sync_session *ss)
@@ -358,7 +377,7 @@ static bool finish_fetch(subscription *sub)
     sub->fetching = false;
     session *s = sub->owner->s;
     if (sub->removed) {
-        free(sub);
+        subscription_free(sub);
         session_release(s);
         return false;
     }
@@ -489,10 +508,19 @@ static void start_catch_up(subscription *sub)
 
 /* ---- snapshots ------------------------------------------------------------ */
 
-static void send_snapshot_page(subscription *sub, const sync_document *docs, size_t count,
-                               const sync_head *head, bool last)
+static void snapshot_pages_free(snapshot_pages *p)
 {
-    const char *collection = sync_channel_collection(sub->lc->channel);
+    if (!p)
+        return;
+    if (p->frames)
+        evbuffer_free(p->frames);
+    free(p->sizes);
+    free(p);
+}
+
+static bool frame_snapshot_page(snapshot_pages *p, const char *collection, const sync_document *docs,
+                                size_t count, const sync_head *head, bool last)
+{
     Nebula__Sync__V1__Document pages[SNAPSHOT_PAGE_DOCUMENTS];
     Nebula__Sync__V1__Document *pointers[SNAPSHOT_PAGE_DOCUMENTS];
     for (size_t i = 0; i < count; i++) {
@@ -517,7 +545,49 @@ static void send_snapshot_page(subscription *sub, const sync_document *docs, siz
     Nebula__Sync__V1__ServerMessage message = NEBULA__SYNC__V1__SERVER_MESSAGE__INIT;
     message.message_case = NEBULA__SYNC__V1__SERVER_MESSAGE__MESSAGE_SNAPSHOT;
     message.snapshot = &snapshot;
-    session_send_message(sub->owner->s, &message);
+    size_t before = evbuffer_get_length(p->frames);
+    if (!session_frame_message(p->frames, &message))
+        return false;
+    p->sizes[p->count++] = evbuffer_get_length(p->frames) - before;
+    return true;
+}
+
+/* Every page framed now: the storage's documents are only valid during
+ * its callback. */
+static snapshot_pages *frame_snapshot(const char *collection, const sync_document *docs,
+                                      size_t count, const sync_head *head)
+{
+    size_t pages = count ? (count + SNAPSHOT_PAGE_DOCUMENTS - 1) / SNAPSHOT_PAGE_DOCUMENTS : 1;
+    snapshot_pages *p = calloc(1, sizeof *p);
+    if (!p || !(p->frames = evbuffer_new()) || !(p->sizes = calloc(pages, sizeof *p->sizes))) {
+        snapshot_pages_free(p);
+        return NULL;
+    }
+    size_t sent = 0;
+    do {
+        size_t page = count - sent < SNAPSHOT_PAGE_DOCUMENTS ? count - sent : SNAPSHOT_PAGE_DOCUMENTS;
+        if (!frame_snapshot_page(p, collection, docs + sent, page, head, sent + page == count)) {
+            snapshot_pages_free(p);
+            return NULL;
+        }
+        sent += page;
+    } while (sent < count);
+    return p;
+}
+
+/* Hands pages over while the output is under the cap; after the last one,
+ * the events after the snapshot, then live. */
+static void pump_snapshot(subscription *sub)
+{
+    snapshot_pages *p = sub->snapshot;
+    session *s = sub->owner->s;
+    while (p->next < p->count && !session_output_over_cap(s))
+        session_send_framed(s, p->frames, p->sizes[p->next++], 1);
+    if (p->next < p->count)
+        return;   /* sync_session_output_drained() pumps again */
+    snapshot_pages_free(p);
+    sub->snapshot = NULL;
+    start_catch_up(sub);
 }
 
 static void on_snapshot(void *user_data, int status, const sync_document *docs, size_t count,
@@ -532,17 +602,19 @@ static void on_snapshot(void *user_data, int status, const sync_document *docs, 
         return;
     }
     const char *collection = sync_channel_collection(sub->lc->channel);
+    snapshot_pages *pages = frame_snapshot(collection, docs, count, head);
+    if (!pages) {
+        send_error(sub->owner, NEBULA__SYNC__V1__ERROR_CODE__ERROR_CODE_LIMIT_EXCEEDED,
+                   "out of memory for a snapshot; subscribe again");
+        return;
+    }
     send_subscribed(sub->owner, collection, NEBULA__SYNC__V1__SUBSCRIBE_MODE__SUBSCRIBE_MODE_SNAPSHOT,
                     head);
-    size_t sent = 0;
-    do {
-        size_t page = count - sent < SNAPSHOT_PAGE_DOCUMENTS ? count - sent : SNAPSHOT_PAGE_DOCUMENTS;
-        send_snapshot_page(sub, docs + sent, page, head, sent + page == count);
-        sent += page;
-    } while (sent < count);
     snprintf(sub->epoch, sizeof sub->epoch, "%s", head->epoch);
     sub->next_seq = head->last_seq + 1;
-    start_catch_up(sub);   /* events after the snapshot, then live */
+    snapshot_pages_free(sub->snapshot);   /* a snapshot that restarted one in progress */
+    sub->snapshot = pages;
+    pump_snapshot(sub);
 }
 
 static void start_snapshot(subscription *sub)
@@ -705,9 +777,12 @@ static void handle_unsubscribe(sync_session *ss, const Nebula__Sync__V1__Unsubsc
 
 void sync_session_output_drained(sync_session *ss)
 {
-    for (subscription *sub = ss->subs; sub; sub = sub->next_in_session)
-        if (sub->paused)
+    for (subscription *sub = ss->subs; sub; sub = sub->next_in_session) {
+        if (sub->snapshot)
+            pump_snapshot(sub);
+        else if (sub->paused)
             start_catch_up(sub);
+    }
 }
 
 /* ---- Push ---------------------------------------------------------------- */

@@ -728,6 +728,35 @@ TEST_F(CatchUpTest, SubscribeWithoutCursorGetsSnapshotOfCurrentState) {
   EXPECT_TRUE(SameDocuments(c.view.replica().Live(), expected_, "replica after live events"));
 }
 
+// A snapshot much larger than a session's output cap (4 MiB) arrives whole:
+// its pages go out as the client reads them, and the client is not taken
+// for a peer that does not read.
+TEST_F(CatchUpTest, SnapshotLargerThanTheOutputCapArrivesWhole) {
+  ASSERT_TRUE(StartDaemon());
+  Peer pusher("pusher");
+  ASSERT_TRUE(Open(pusher));
+  constexpr int kDocs = 24000;
+  const std::string pad(300, 'x');
+  for (int start = 0; start < kDocs; start += 1000) {
+    std::vector<SyncEvent> events;
+    for (int i = start; i < start + 1000; i++)
+      events.push_back(MakeEvent("todos", "d" + std::to_string(i), "{\"pad\":\"" + pad + "\"}"));
+    PushResultV r;
+    ASSERT_TRUE(pusher.Push(events, &r));
+  }
+  Peer c("snapshotter");
+  ASSERT_TRUE(Open(c));
+  ASSERT_TRUE(SubscribeAndSettle(c.c, c.view, std::nullopt, kLongMs)) << c.c.last_error();
+  ASSERT_EQ(c.view.mode(), kSnapshot);
+  EXPECT_EQ(c.view.snapshot_documents().size(), static_cast<size_t>(kDocs));
+  EXPECT_EQ(c.view.snapshot_cursor().seq, static_cast<uint64_t>(kDocs));
+  // Still a working session: live events follow.
+  std::vector<SyncEvent> one = {MakeEvent("todos", "after", "{\"n\":1}")};
+  PushResultV r;
+  ASSERT_TRUE(pusher.Push(one, &r));
+  ASSERT_TRUE(c.CatchUpTo(kDocs + 1, kTimeoutMs));
+}
+
 TEST_F(CatchUpTest, CursorFromAnotherEpochOrBeyondHeadGetsSnapshot) {
   ASSERT_TRUE(StartDaemon());
   Peer pusher("pusher");
