@@ -149,11 +149,11 @@ static void add_piece(message_pieces *m, const void *base, size_t len, shared_ev
  * buffer chain, no write event to arm and disarm, and no wait for the next
  * loop turn. Returns the bytes the socket took (0 on any error: queued
  * output then meets the error through the bufferevent, as usual). */
-static size_t write_directly(session *s, const message_pieces *m)
+static size_t write_directly(session *s, const struct iovec *iov, int count)
 {
     if (s->host->broker->tls_enabled || evbuffer_get_length(session_output(s)) != 0)
         return 0;
-    ssize_t n = writev(bufferevent_getfd(s->bev), m->iov, m->count);
+    ssize_t n = writev(bufferevent_getfd(s->bev), iov, count);
     return n > 0 ? (size_t)n : 0;
 }
 
@@ -215,7 +215,7 @@ size_t session_send_events(session *s, const char *collection, shared_event *con
     for (size_t i = 0; i < count; i++)
         if (events[i]->origin != own)
             add_piece(&m, events[i]->bytes, events[i]->len, events[i]);
-    size_t written = write_directly(s, &m);
+    size_t written = write_directly(s, m.iov, m.count);
     if (written < m.bytes)
         queue_rest(s, &m, written);
     count_output(s, m.bytes, 1);
@@ -235,13 +235,27 @@ static void send_close_frame(session *s, uint16_t code, const char *reason)
     send_frame(s, WS_OP_CLOSE, payload, len);
 }
 
+/* A small data message (PushResult, Subscribed, ...) goes out at once like
+ * Events do. Control frames keep to the bufferevent: closing waits for its
+ * write callback. */
+static void send_small_message(session *s, const Nebula__Sync__V1__ServerMessage *message,
+                               size_t len)
+{
+    uint8_t frame[WS_MAX_HEADER_LEN + SESSION_SMALL_MESSAGE];
+    size_t header = ws_frame_header_write(frame, WS_OP_BINARY, true, len, NULL);
+    nebula__sync__v1__server_message__pack(message, frame + header);
+    struct iovec iov = {.iov_base = frame, .iov_len = header + len};
+    size_t written = write_directly(s, &iov, 1);
+    if (written < header + len)
+        evbuffer_add(session_output(s), frame + written, header + len - written);
+    count_output(s, header + len, 1);
+}
+
 void session_send_message(session *s, const Nebula__Sync__V1__ServerMessage *message)
 {
     size_t len = nebula__sync__v1__server_message__get_packed_size(message);
     if (len <= SESSION_SMALL_MESSAGE) {
-        uint8_t packed[SESSION_SMALL_MESSAGE];
-        nebula__sync__v1__server_message__pack(message, packed);
-        send_frame(s, WS_OP_BINARY, packed, len);
+        send_small_message(s, message, len);
         return;
     }
     uint8_t *packed = malloc(len);

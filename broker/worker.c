@@ -38,6 +38,7 @@ struct worker {
     /* Owner: the worker thread (after start). */
     struct event_base *base;
     struct event *wakeup_event;
+    struct event *deliver_event;   /* delivery later in this loop turn (own thread) */
     struct event *drain_deadline;
     session_host host;
     sync_worker *sync;
@@ -102,13 +103,30 @@ static void take_inbox(worker *w, evutil_socket_t **fds, size_t *count, bool *dr
 
 static void wake(worker *w);
 
+static __thread worker *current_worker;   /* the worker this thread runs, if any */
+
 /* Called by the hub from any thread when a watched channel has new events.
- * Coalesced: one eventfd write until the worker has looked. */
+ * Coalesced: one wakeup until the worker has looked. A worker that
+ * published the events itself (a Push it handled) delivers them later in
+ * the same loop turn, after the input already read: no eventfd round trip. */
 static void on_channel_events(void *arg)
 {
     worker *w = arg;
-    if (!atomic_exchange_explicit(&w->events_pending, true, memory_order_acq_rel))
+    if (atomic_exchange_explicit(&w->events_pending, true, memory_order_acq_rel))
+        return;
+    if (w == current_worker)
+        event_active(w->deliver_event, EV_TIMEOUT, 0);
+    else
         wake(w);
+}
+
+static void on_deliver_now(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    if (atomic_exchange_explicit(&w->events_pending, false, memory_order_acq_rel))
+        sync_worker_deliver(w->sync);
 }
 
 static void on_wakeup(evutil_socket_t fd, short what, void *arg)
@@ -140,6 +158,7 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    current_worker = w;
     sync_storage *storage = w->host.broker->storage;
     bool storage_thread = storage->ops->thread_start != NULL;
     if (storage_thread && storage->ops->thread_start(storage->ctx, w->base) != SYNC_STORAGE_OK) {
@@ -179,9 +198,10 @@ static bool setup_event_base(worker *w)
     w->host.handshake_timeout =
         event_base_init_common_timeout(w->base, &w->host.broker->handshake_timeout);
     w->wakeup_event = event_new(w->base, w->wakeup_fd, EV_READ | EV_PERSIST, on_wakeup, w);
+    w->deliver_event = event_new(w->base, -1, 0, on_deliver_now, w);
     w->drain_deadline = evtimer_new(w->base, on_drain_deadline, w);
     return w->host.idle_timeout && w->host.handshake_timeout && w->wakeup_event &&
-           w->drain_deadline && event_add(w->wakeup_event, NULL) == 0;
+           w->deliver_event && w->drain_deadline && event_add(w->wakeup_event, NULL) == 0;
 }
 
 worker *worker_create(broker_context *broker, nebula_worker_metrics *metrics, int index,
@@ -282,6 +302,8 @@ void worker_free(worker *w)
     pthread_mutex_destroy(&w->inbox.lock);
     if (w->wakeup_event)
         event_free(w->wakeup_event);
+    if (w->deliver_event)
+        event_free(w->deliver_event);
     if (w->drain_deadline)
         event_free(w->drain_deadline);
     sync_worker_free(w->sync);
