@@ -396,9 +396,9 @@ static void send_stored_events(subscription *sub, const sync_event *events, size
         shared_event *se = sync_wire_encode_event(collection, &events[i]);
         if (!se)
             break;
-        /* Replay includes the client's own events: it may have missed their
-         * PushResults, and recognises them by id. */
-        se->origin = 0;
+        /* The origin stays: events this session pushed itself are left out
+         * (it has, or will get, their PushResults on this connection), as
+         * live; those of an earlier connection of the client are replayed. */
         encoded[n++] = se;
     }
     if (n) {

@@ -389,11 +389,11 @@ static bool parse_entry(const redisReply *e, const char *own_node, sync_event *e
         case 'c': ev->client_id = value->str; break;
         case 's': ev->base_seq = strtoull(value->str, NULL, 10); break;
         case 'o': ev->origin = strtoull(value->str, NULL, 10); break;
-        case 'n': own = own_node && strcmp(value->str, own_node) == 0; break;
+        case 'n': own = strcmp(value->str, own_node) == 0; break;
         default: break;
         }
     }
-    if (own_node && !own)
+    if (!own)
         ev->origin = 0;   /* another broker's session tag means nothing here */
     return ev->seq > 0 && ev->id && ev->document_id && ev->client_id;
 }
@@ -762,7 +762,7 @@ static void on_read_reply(void *arg, redisReply *reply)
     sync_event *events = NULL;
     size_t count = 0;
     if (reply && reply->type != REDIS_REPLY_ERROR &&
-        redis_parse_read_reply(reply, NULL, &head, &complete, &events, &count)) {
+        redis_parse_read_reply(reply, call->rs->node, &head, &complete, &events, &count)) {
         call->done(call->user_data, SYNC_STORAGE_OK, events, count, &head, complete);
     } else {
         redis_note_error(call->rs, NULL, reply, "read");

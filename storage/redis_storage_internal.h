@@ -131,7 +131,7 @@ collection_state *redis_collection(redis_storage *rs, const char *tenant, const 
 void redis_load_scripts(redis_storage *rs, redis_link *link);
 
 /* Reply of the read script -> head and events (pointing into the reply).
- * own_node: events another broker stored get origin 0. */
+ * Events another broker stored (node other than own_node) get origin 0. */
 bool redis_parse_read_reply(const redisReply *r, const char *own_node, sync_head *head,
                             bool *complete, sync_event **events, size_t *count);
 

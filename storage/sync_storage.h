@@ -68,7 +68,9 @@ typedef struct sync_event {
     uint64_t base_seq;          /* version the client last saw; 0: none */
     uint64_t seq;               /* assigned by the storage (ignored in save calls) */
     uint64_t origin;            /* opaque tag of the pushing session: not interpreted,
-                                   handed back unchanged to the listener */
+                                   handed back unchanged to the listener and by reads;
+                                   0 for events stored through another instance of a
+                                   shared storage (another broker's tags mean nothing) */
 } sync_event;
 
 /* The current version of one document. */

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -144,6 +145,19 @@ class Cluster {
   RedisServer &redis() { return redis_; }
   DaemonProcess &broker(int i) { return *brokers_[i]; }
 
+  // What each broker logged, for a failure's diagnosis.
+  void PrintLogs() {
+    for (int i = 0; i < kBrokers; i++) {
+      if (!brokers_[i]) continue;
+      std::fprintf(stderr, "---- broker %d:\n%s\n", i, Tail(brokers_[i]->Stderr(), 30).c_str());
+      if (!brokers_[i]->running()) continue;
+      for (const char *m : {"nebula_connections_open", "nebula_deliveries_total", "nebula_events_accepted_total",
+                            "nebula_ring_overruns_total", "nebula_storage_fetches_total",
+                            "nebula_storage_gaps_skipped_total", "nebula_storage_watched_collections"})
+        std::fprintf(stderr, "  %s %.0f\n", m, BrokerMetric(i, m));
+    }
+  }
+
   // Stops every broker still running with SIGTERM: each must drain and exit
   // 0 (sanitizer builds exit non-zero on a report), and none may have
   // written a sanitizer report, killed ones included.
@@ -204,6 +218,8 @@ struct Follower {
   std::set<uint64_t> own;                   // seqs of our own accepted events
   SyncCursor cursor;                        // where to resume
   std::vector<std::string> problems;
+  std::vector<std::string> breaks;          // why each connection ended
+  std::vector<std::string> connect_failures;
   int reconnects = 0;
 
   // Connects and subscribes (from the cursor once there is one).
@@ -256,17 +272,29 @@ struct Follower {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (seen() < seq) {
       if (std::chrono::steady_clock::now() >= deadline)
-        return AssertionFailure() << id << " stuck at seq " << seen() << " waiting for " << seq;
+        return AssertionFailure() << id << " stuck at seq " << seen() << " waiting for " << seq << " ("
+                                  << reconnects << " reconnects; last break: "
+                                  << (breaks.empty() ? "none" : breaks.back()) << "; last connect failure: "
+                                  << (connect_failures.empty() ? "none" : connect_failures.back()) << "; "
+                                  << (view ? view->tracker().pending() : 0) << " seqs seen above it, "
+                                  << (view ? view->received().size() : 0) << " events on this connection, mode "
+                                  << (view ? view->mode() : -1) << ")";
       if (!view) {
-        if (!Connect(where)) {
+        AssertionResult connected = Connect(where);
+        if (!connected) {
+          connect_failures.push_back(connected.message());
           std::this_thread::sleep_for(std::chrono::milliseconds(200));
           continue;
         }
         reconnects++;
       }
       AssertionResult r = ReadUntil(*c, {view.get()}, [&] { return view->tracker().seq() >= seq; }, 1000);
-      bool waiting = r || std::string(r.message()).find("not reached within") != std::string::npos;
+      // A read that timed out is still a connection: only an error ends it.
+      std::string why = r ? "" : r.message();
+      bool waiting = r || why.find("not reached within") != std::string::npos ||
+                     why.find("timed out waiting") != std::string::npos;
       if (!waiting) {  // the connection broke: resume elsewhere
+        breaks.push_back(why);
         c->Close();
         Absorb();
       }
@@ -350,7 +378,10 @@ class Pusher {
 
 class ClusterTest : public ::testing::Test {
  protected:
-  void TearDown() override { EXPECT_TRUE(cluster_.StopAndCheck()); }
+  void TearDown() override {
+    if (HasFailure()) cluster_.PrintLogs();
+    EXPECT_TRUE(cluster_.StopAndCheck());
+  }
   Cluster cluster_;
 };
 
@@ -393,7 +424,7 @@ TEST_F(ClusterTest, ClientsOnEveryBrokerSeeEveryEventOnceInOneOrder) {
   std::map<uint64_t, std::string> truth = clients[0]->ids;
   ASSERT_EQ(truth.size(), static_cast<size_t>(kClients * kPushes));
   for (auto &client : clients) {
-    EXPECT_EQ(client->reconnects, 0) << client->id;
+    EXPECT_EQ(client->reconnects, 0) << client->id << ": " << (client->breaks.empty() ? "" : client->breaks[0]);
     EXPECT_TRUE(client->ExactlyOnce(kClients * kPushes, truth));
   }
 }

@@ -400,3 +400,20 @@ TEST_F(RedisStorageTest, TheLogIsTrimmedByCountOldestFirst)
     SaveReply recent = save(*h, "t", "c", LWW, {numbered_events("r4", 1)});
     EXPECT_EQ(recent.results[0].status, SYNC_SAVE_DUPLICATE) << "retained ids still deduplicate";
 }
+
+TEST_F(RedisStorageTest, ReadsKeepOnlyThisBrokersOrigins)
+{
+    auto a = Open(), b = Open();
+    ASSERT_TRUE(a->WaitAvailable());
+    ASSERT_TRUE(b->WaitAvailable());
+    std::vector<Event> events = numbered_events("o", 2);
+    for (Event &e : events)
+        e.origin = 77;
+    ASSERT_EQ(save(*a, "t", "c", LWW, events).status, SYNC_STORAGE_OK);
+    EventsReply from_a = events_after(*a, "t", "c", 0);
+    EventsReply from_b = events_after(*b, "t", "c", 0);
+    ASSERT_EQ(from_a.events.size(), 2u);
+    ASSERT_EQ(from_b.events.size(), 2u);
+    EXPECT_EQ(from_a.events[0].origin, 77u) << "the broker that stored it knows its session";
+    EXPECT_EQ(from_b.events[0].origin, 0u) << "another broker's tag could name one of its own sessions";
+}
