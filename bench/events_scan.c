@@ -47,6 +47,7 @@ typedef struct field {
 
 static bool read_field(cursor *c, field *f)
 {
+    *f = (field){0};
     uint64_t key;
     if (!read_varint(c, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
         return false;
@@ -80,7 +81,7 @@ static bool read_field(cursor *c, field *f)
 static bool scan_event(cursor c, events_scan_event *e)
 {
     *e = (events_scan_event){0};
-    field f;
+    field f = {0};
     while (c.p < c.end) {
         if (!read_field(&c, &f))
             return false;
@@ -97,7 +98,7 @@ static bool scan_event(cursor c, events_scan_event *e)
 static bool scan_events(cursor c, const uint8_t **collection, size_t *collection_len,
                         void (*on_event)(void *arg, const events_scan_event *e), void *arg)
 {
-    field f;
+    field f = {0};
     while (c.p < c.end) {
         if (!read_field(&c, &f))
             return false;
@@ -125,7 +126,7 @@ events_scan_result events_scan(const uint8_t *msg, size_t len, const uint8_t **c
     bool found = false;
     *collection = (const uint8_t *)"";
     *collection_len = 0;
-    field f;
+    field f = {0};
     while (c.p < c.end) {
         if (!read_field(&c, &f))
             return EVENTS_SCAN_MALFORMED;
