@@ -1167,9 +1167,10 @@ static void on_scan_reply(void *arg, redisReply *reply)
 
 static void retention_scan(retention_run *run)
 {
-    const char *argv[] = {"SSCAN", run->rs->registry_key, run->cursor, "COUNT", "100"};
-    size_t len[] = {5, strlen(run->rs->registry_key), strlen(run->cursor), 5, 3};
-    _Static_assert(REGISTRY_SCAN_COUNT == 100, "the SSCAN COUNT argument above");
+    char count[FETCH_NUMBER_LEN];
+    snprintf(count, sizeof count, "%d", REGISTRY_SCAN_COUNT);
+    const char *argv[] = {"SSCAN", run->rs->registry_key, run->cursor, "COUNT", count};
+    size_t len[] = {5, strlen(run->rs->registry_key), strlen(run->cursor), 5, strlen(count)};
     if (!redis_link_send(run->link, on_scan_reply, run, 5, argv, len))
         retention_finish(run, SYNC_STORAGE_UNAVAILABLE);
 }
