@@ -1239,7 +1239,7 @@ static void redis_metrics(void *ctx,
     emit(arg, "nebula_storage_fetches_total",
          "event fetches by the announcer: other brokers' events, gaps, resyncs",
          "counter", (double)atomic_load(&rs->fetches));
-    emit(arg, "nebula_storage_gaps_skipped_total", "gaps announced past after the give-up time",
+    emit(arg, "nebula_storage_gaps_skipped_total", "gaps announced past: fetching failed, or the events were trimmed",
          "counter", (double)atomic_load(&rs->gaps_skipped));
     emit(arg, "nebula_storage_watched_collections", "collections with subscribers here", "gauge",
          (double)atomic_load(&rs->watched));
